@@ -1,0 +1,76 @@
+/* ops.h - the op table through which the model code (encoder, prompt, decoder, post) computes.
+ * Each backend (cpu/, later cuda/) fills one; model code never calls a kernel directly, so the
+ * network is written once. Activations are channels-last: a feature map is rows x channels. */
+#ifndef MSAM_OPS_H
+#define MSAM_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "msam.h"
+
+typedef enum { MSAM_ACT_NONE = 0, MSAM_ACT_GELU = 1, MSAM_ACT_RELU = 2 } msam_act;
+
+/* A Linear (or 1x1 / im2col'd convolution) weight in the backend's packed form, with bias. */
+typedef struct msam_linear msam_linear;
+
+typedef struct msam_ops {
+    const char *name;
+    msam_device device;
+
+    /* memory the ops read and write (host for cpu, device for cuda) */
+    void *(*alloc)(size_t bytes);
+    void (*release)(void *p);
+
+    /* w is PyTorch Linear layout [n_out][k_in]; bias may be NULL. Returns NULL on no memory. */
+    msam_linear *(*linear_create)(const float *w, const float *bias, int n_out, int k_in);
+    void (*linear_free)(msam_linear *lin);
+
+    /* y[r, :] = act(x[r, :] . W^T + bias + residual[r, :]) for r < rows.
+     * Rows of x, y, residual are ldx, ldy, ldr floats apart; residual may be NULL or equal y. */
+    void (*linear)(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows,
+                   const msam_linear *lin, msam_act act, const float *residual, ptrdiff_t ldr);
+
+    /* Row-wise LayerNorm over c channels (also LayerNorm2d on channels-last maps). y may be x. */
+    void (*layernorm)(float *y, const float *x, int rows, int c, const float *gamma,
+                      const float *beta, float eps);
+
+    /* Elementwise, n floats: y = a + b; y = act(x). y may alias an input. */
+    void (*add)(float *y, const float *a, const float *b, size_t n);
+    void (*activate)(float *y, const float *x, size_t n, msam_act act);
+
+    /* Copy n host floats into op memory (weights that are not GEMM operands). NULL on no memory. */
+    float *(*upload)(const float *host, size_t n);
+
+    /* Dense 3x3 convolution, padding 1, stride 1 or 2, on an h x w x cin map; weights from
+     * PyTorch [cout][cin][3][3] (BatchNorm already folded) made by conv3x3_create. scratch holds
+     * conv3x3_scratch_bytes(h, w, cin, stride) bytes. Output is ceil(h/stride) x ceil(w/stride). */
+    msam_linear *(*conv3x3_create)(const float *w, const float *bias, int cout, int cin);
+    size_t (*conv3x3_scratch_bytes)(int h, int w, int cin, int stride);
+    void (*conv3x3)(float *y, const float *x, int h, int w, int cin, int stride,
+                    const msam_linear *conv, msam_act act, void *scratch);
+
+    /* Depthwise 3x3, padding 1, stride 1 or 2: w9c is [9][c] (tap-major, from upload), bias [c]. */
+    void (*dwconv3x3)(float *y, const float *x, int h, int w, int c, int stride,
+                      const float *w9c, const float *bias, msam_act act);
+
+    /* TinyViT windowed attention over an h x w map already projected to qkv: qkv rows are
+     * [head0 q(dh) k(dh) v(dh), head1 ...]; positions outside the map (bottom/right padding up
+     * to a multiple of win) take pad_qkv. bias is [heads][win*win][win*win] (expanded from the
+     * per-offset table); y is h*w x heads*dh (head-major channels). */
+    void (*window_attention)(float *y, const float *qkv, const float *pad_qkv, int h, int w,
+                             int win, int heads, int dh, const float *bias, float scale);
+
+    /* Plain multi-head attention (mask decoder): out[i, h*dh + d] = softmax_j(q_i.k_j / sqrt(dh))
+     * v_j per head h; q, k, v rows ldq, ldk, ldv floats apart; out is nq x heads*dh packed. */
+    void (*attention)(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
+                      const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+
+    /* 2x2 space-to-depth: x h x w x c -> y (h/2) x (w/2) x 4c with channel (dy*2+dx)*c + ch;
+     * depth-to-space is its inverse ((h x w x 4c) -> 2h x 2w x c). */
+    void (*space_to_depth2)(float *y, const float *x, int h, int w, int c);
+    void (*depth_to_space2)(float *y, const float *x, int h, int w, int c);
+} msam_ops;
+
+const msam_ops *msam_cpu_ops(void);
+
+#endif

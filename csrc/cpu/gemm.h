@@ -1,0 +1,32 @@
+/* gemm.h - fp32 matrix multiply for the CPU backend: C = act(A . B + bias + residual).
+ * B (a weight) is packed once at load for the micro-kernel chosen at run time (AVX-512, AVX2/FMA
+ * or generic C); A and C are row-major activations. msam_gemm_ref is the plain reference. */
+#ifndef MSAM_CPU_GEMM_H
+#define MSAM_CPU_GEMM_H
+
+#include <stddef.h>
+#include "../core/ops.h"
+
+typedef struct msam_packed_b msam_packed_b;
+
+/* Pack B = W^T from a PyTorch Linear weight W [n][k] (row-major). NULL on no memory. */
+msam_packed_b *msam_pack_b(const float *w_nk, int n, int k);
+void msam_packed_b_free(msam_packed_b *b);
+int msam_packed_b_n(const msam_packed_b *b);
+int msam_packed_b_k(const msam_packed_b *b);
+
+/* C[m, j] = act(sum_p A[m, p] * B[p, j] + bias[j] + R[m, j]) for m < M, j < n, p < k.
+ * A rows lda apart, C rows ldc apart, R (may be NULL, or exactly C with ldr == ldc) rows ldr
+ * apart; bias may be NULL. Threads: up to msam_threads(), split over rows and columns. */
+void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
+               msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc);
+
+/* Same contract with B unpacked as W [n][k]; single-threaded, obviously correct. */
+void msam_gemm_ref(int M, int n, int k, const float *A, ptrdiff_t lda, const float *w_nk,
+                   const float *bias, msam_act act, const float *R, ptrdiff_t ldr, float *C,
+                   ptrdiff_t ldc);
+
+/* "avx512", "avx2" or "generic"; MSAM_ISA=generic|avx2|avx512 in the environment caps it. */
+const char *msam_gemm_isa(void);
+
+#endif

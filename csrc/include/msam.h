@@ -1,0 +1,133 @@
+/* msam.h - the public C API of the mobile_sam_c core (MobileSAM vit_t inference).
+ * Opaque handles with explicit lifetimes, status codes and messages; no Python, no globals but the thread count. */
+#ifndef MSAM_H
+#define MSAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    MSAM_OK = 0,
+    MSAM_ERR_ARG = 1,      /* a bad argument; the message names it */
+    MSAM_ERR_NOMEM = 2,    /* an allocation failed */
+    MSAM_ERR_WEIGHTS = 3,  /* a weight is missing or has the wrong shape */
+    MSAM_ERR_STATE = 4,    /* call out of order (e.g. predict before an image) */
+    MSAM_ERR_BACKEND = 5   /* the device backend failed or is not built in */
+} msam_status;
+
+typedef enum { MSAM_DEVICE_CPU = 0, MSAM_DEVICE_CUDA = 1 } msam_device;
+
+/* Every fallible call takes an error buffer (may be NULL) that receives a message. */
+typedef struct {
+    char msg[512];
+} msam_error;
+
+/* ---- weights ------------------------------------------------------------ */
+/* One named float32 tensor in PyTorch layout (Linear [out,in], Conv [out,in/groups,kh,kw]). */
+typedef struct {
+    const char *name;
+    const float *data;
+    int ndim;
+    int64_t shape[4];
+} msam_weight;
+
+/* The table of tensors a MobileSAM vit_t state dict holds (int64 BatchNorm counters
+ * included, flagged is_int64; the unused classifier head is not listed). */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+    int is_int64;
+} msam_weight_spec;
+
+size_t msam_weight_spec_count(void);
+const msam_weight_spec *msam_weight_spec_at(size_t i);
+
+/* ---- model (immutable converted weights, shareable between sessions/threads) -- */
+typedef struct msam_model msam_model;
+
+msam_status msam_model_create(const msam_weight *weights, size_t n_weights, msam_device device,
+                              msam_model **out, msam_error *err);
+void msam_model_free(msam_model *model);
+msam_device msam_model_device(const msam_model *model);
+
+/* ---- session (one predictor: arena, image embedding, sizes) ------------------ */
+typedef struct msam_session msam_session;
+
+msam_status msam_session_create(const msam_model *model, msam_session **out, msam_error *err);
+void msam_session_free(msam_session *s);
+
+/* Called after each encoder stage when given (debugging and per-stage parity).
+ * data is host float32 in H x W x C order (channels last). */
+typedef void (*msam_stage_fn)(void *user, const char *stage, const float *data, int h, int w, int c);
+
+/* Pillow-exact antialiased bilinear resize of an 8-bit image with 3 channels.
+ * src rows are src_row_stride bytes apart, pixels src_px_stride bytes apart, channels 1 byte
+ * apart (channel order reversed when bgr != 0). dst is packed nh x nw x 3. */
+msam_status msam_resize_rgb8(const uint8_t *src, int h, int w, ptrdiff_t src_row_stride,
+                             ptrdiff_t src_px_stride, int bgr, uint8_t *dst, int nh, int nw,
+                             msam_error *err);
+
+/* Encode an image already resized so its long side is 1024 (h x w x 3 packed uint8 RGB). */
+msam_status msam_session_set_image_u8(msam_session *s, const uint8_t *rgb, int h, int w,
+                                      msam_stage_fn stage_fn, void *stage_user, msam_error *err);
+/* Encode a 3 x h x w float image of raw pixel values (not normalised; long side 1024),
+ * addressed through element strides (c, y, x). */
+msam_status msam_session_set_image_f32(msam_session *s, const float *chw, int h, int w,
+                                       ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x,
+                                       msam_stage_fn stage_fn, void *stage_user, msam_error *err);
+/* Use a stored 256 x 64 x 64 (C,H,W) embedding instead of running the encoder. */
+msam_status msam_session_set_embedding(msam_session *s, const float *chw_256x64x64,
+                                       ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x,
+                                       msam_error *err);
+/* Copy the current embedding out as packed 256 x 64 x 64 (C,H,W). */
+msam_status msam_session_get_embedding(const msam_session *s, float *out, msam_error *err);
+void msam_session_reset(msam_session *s);
+int msam_session_has_image(const msam_session *s);
+
+/* ---- prompts and outputs ------------------------------------------------------ */
+/* Prompts for B prompt sets, all in the 1024 input frame (ResizeLongestSide applied). */
+typedef struct {
+    int batch;                /* B >= 1 */
+    int n_points;             /* N >= 0 points per set */
+    const float *coords;      /* B x N x 2 (x, y), or NULL when n_points == 0 */
+    const int32_t *labels;    /* B x N, each in {-1, 0, 1} */
+    const float *boxes;       /* B x 4 (x0, y0, x1, y1), or NULL */
+    const float *mask_input;  /* mask_batch x 256 x 256 low-res logits, or NULL */
+    int mask_batch;           /* 1 (broadcast) or B */
+} msam_prompts;
+
+typedef struct {
+    int multimask;            /* 1: masks 1..3, 0: mask 0 */
+    int return_logits;        /* 1: masks are float logits, 0: uint8 0/1 */
+    int orig_h, orig_w;       /* original image size */
+    int input_h, input_w;     /* resized size before padding */
+    void *masks;              /* B x C x orig_h x orig_w, float or uint8 */
+    float *iou;               /* B x C */
+    float *low_res;           /* B x C x 256 x 256, or NULL to skip */
+} msam_outputs;
+
+int msam_num_masks(int multimask);
+
+/* Prompt encoder alone (stage parity): sparse B x T x 256 (T = n_points + pad + 2*box),
+ * dense B' x 64 x 64 x 256 channels-last where B' = mask_batch or 1. */
+int msam_sparse_token_count(const msam_prompts *p);
+msam_status msam_encode_prompts(const msam_session *s, const msam_prompts *p, float *sparse,
+                                float *dense_hwc, msam_error *err);
+
+msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o,
+                         msam_error *err);
+
+/* ---- threads ------------------------------------------------------------------ */
+void msam_set_num_threads(int n); /* n <= 0: back to the default (OMP_NUM_THREADS or cores) */
+int msam_get_num_threads(void);
+const char *msam_cpu_isa(void);   /* "avx512", "avx2" or "generic": the GEMM kernel in use */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,60 @@
+# setup.py - builds the extension mobile_sam_c._C from the C core (csrc/core, csrc/cpu) and its
+# binding (csrc/python). C11, optimised, OpenMP when the compiler has it; SIMD chosen at run time.
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources():
+    out = []
+    for sub in ("core", "cpu", "python"):
+        out += sorted(glob.glob(os.path.join("csrc", sub, "*.c")))
+    return out
+
+
+def _compiler_accepts(compiler, flag):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() < 0;}\n")
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=[flag])
+            compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=[flag])
+            return True
+        except Exception:
+            return False
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        openmp = _compiler_accepts(self.compiler, "-fopenmp")
+        for ext in self.extensions:
+            if openmp:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
+            else:
+                print("mobile_sam_c: compiler has no OpenMP; building single-threaded", file=sys.stderr)
+        super().build_extensions()
+
+
+cflags = ["-std=c11", "-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
+          "-fvisibility=hidden"]
+if os.environ.get("MSAM_DEBUG"):
+    cflags = [f for f in cflags if f != "-O3"] + ["-O0", "-g", "-fsanitize=address,undefined"]
+
+ext = Extension(
+    "mobile_sam_c._C",
+    sources=_sources(),
+    include_dirs=[os.path.join("csrc", "include"), os.path.join("csrc", "core"), "csrc"],
+    extra_compile_args=cflags,
+    extra_link_args=["-lm"],
+)
+
+setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
