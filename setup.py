@@ -6,6 +6,8 @@ import subprocess
 import sys
 import tempfile
 
+import numpy
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -52,7 +54,7 @@ if os.environ.get("MSAM_DEBUG"):
 ext = Extension(
     "mobile_sam_c._C",
     sources=_sources(),
-    include_dirs=[os.path.join("csrc", "include"), os.path.join("csrc", "core"), "csrc"],
+    include_dirs=[os.path.join("csrc", "include"), os.path.join("csrc", "core"), "csrc", numpy.get_include()],
     extra_compile_args=cflags,
     extra_link_args=["-lm"],
 )

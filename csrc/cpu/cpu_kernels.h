@@ -1,0 +1,42 @@
+/* cpu_kernels.h - the CPU backend's kernels, one file each, gathered into the op table by
+ * cpu_ops.c. Each fast kernel has its plain reference beside it (same file, *_ref). */
+#ifndef MSAM_CPU_KERNELS_H
+#define MSAM_CPU_KERNELS_H
+
+#include "../core/ops.h"
+#include "gemm.h"
+
+/* The CPU form of msam_linear: packed weight (n_out x k_in as B = W^T) and its bias. */
+struct msam_linear {
+    msam_packed_b *b;
+    float *bias; /* n_out floats or NULL */
+    int n_out, k_in;
+};
+
+/* cpu_ops.c */
+msam_linear *msam_cpu_linear_create(const float *w, const float *bias, int n_out, int k_in);
+void msam_cpu_linear_free(msam_linear *lin);
+
+/* conv3x3.c: dense 3x3 conv via blocked im2col + msam_gemm (weights repacked to
+ * [cout][(ky*3+kx)*cin + ci] at create). */
+msam_linear *msam_cpu_conv3x3_create(const float *w, const float *bias, int cout, int cin);
+size_t msam_cpu_conv3x3_scratch_bytes(int h, int w, int cin, int stride);
+void msam_cpu_conv3x3(float *y, const float *x, int h, int w, int cin, int stride,
+                      const msam_linear *conv, msam_act act, void *scratch);
+void msam_cpu_conv3x3_ref(float *y, const float *x, int h, int w, int cin, int cout, int stride,
+                          const float *w_torch, const float *bias, msam_act act);
+
+/* dwconv3x3.c */
+void msam_cpu_dwconv3x3(float *y, const float *x, int h, int w, int c, int stride,
+                        const float *w9c, const float *bias, msam_act act);
+void msam_cpu_dwconv3x3_ref(float *y, const float *x, int h, int w, int c, int stride,
+                            const float *w9c, const float *bias, msam_act act);
+
+/* window_attention.c */
+void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv, int h, int w,
+                               int win, int heads, int dh, const float *bias, float scale);
+void msam_cpu_window_attention_ref(float *y, const float *qkv, const float *pad_qkv, int h,
+                                   int w, int win, int heads, int dh, const float *bias,
+                                   float scale);
+
+#endif
