@@ -38,8 +38,11 @@ typedef struct msam_ops {
     void (*add)(float *y, const float *a, const float *b, size_t n);
     void (*activate)(float *y, const float *x, size_t n, msam_act act);
 
-    /* Copy n host floats into op memory (weights that are not GEMM operands). NULL on no memory. */
+    /* Copy n host floats into new op memory (weights that are not GEMM operands); NULL on no
+     * memory. copy_in / copy_out move n floats between host and existing op memory. */
     float *(*upload)(const float *host, size_t n);
+    void (*copy_in)(float *dst, const float *host, size_t n);
+    void (*copy_out)(float *host, const float *src, size_t n);
 
     /* Dense 3x3 convolution, padding 1, stride 1 or 2, on an h x w x cin map; weights from
      * PyTorch [cout][cin][3][3] (BatchNorm already folded) made by conv3x3_create. scratch holds
@@ -69,6 +72,16 @@ typedef struct msam_ops {
      * depth-to-space is its inverse ((h x w x 4c) -> 2h x 2w x c). */
     void (*space_to_depth2)(float *y, const float *x, int h, int w, int c);
     void (*depth_to_space2)(float *y, const float *x, int h, int w, int c);
+
+    /* Hypernetwork mask logits: low[i][r] = sum_c up[r][c] * hyper[i][c] for i < n, r < rows;
+     * low is planar (n x rows), up channels-last (rows x c), hyper n x c. */
+    void (*mask_logits)(float *low, const float *up, const float *hyper, int rows, int c, int n);
+
+    /* Post-processing: bilinear (align_corners=False) resize of one plane with an optional crop
+     * of the output grid (see cpu/resize.h), and mask thresholding dst[i] = src[i] > 0. */
+    void (*resize_bilinear)(const float *src, int sh, int sw, ptrdiff_t src_ld, float *dst,
+                            int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
+    void (*threshold)(uint8_t *dst, const float *src, size_t n);
 } msam_ops;
 
 const msam_ops *msam_cpu_ops(void);

@@ -1,0 +1,266 @@
+/* decoder.c - MobileSAM's mask decoder: two-way transformer (tokens <-> 64x64 image), output
+ * upscaling (two transposed 2x2 convs), hypernetwork mask logits and the IoU head. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoder.h"
+
+static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
+                             const char *prefix, int inner, msam_error *err) {
+    char name[256];
+    msam_status st;
+    a->inner = inner;
+    snprintf(name, sizeof name, "%s.q_proj", prefix);
+    if ((st = msam_linear_load(&a->q, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
+    snprintf(name, sizeof name, "%s.k_proj", prefix);
+    if ((st = msam_linear_load(&a->k, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
+    snprintf(name, sizeof name, "%s.v_proj", prefix);
+    if ((st = msam_linear_load(&a->v, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
+    snprintf(name, sizeof name, "%s.out_proj", prefix);
+    return msam_linear_load(&a->out, ops, wt, name, MSAM_EMB, inner, 1, err);
+}
+
+static void attn_release(msam_attn_w *a, const msam_ops *ops) {
+    ops->linear_free(a->q);
+    ops->linear_free(a->k);
+    ops->linear_free(a->v);
+    ops->linear_free(a->out);
+    a->q = a->k = a->v = a->out = NULL;
+}
+
+/* ConvTranspose2d(cin, cout, 2, stride 2) [cin][cout][dy][dx] as a linear cin -> 4*cout whose
+ * output channel (dy*2+dx)*cout + o is what ops->depth_to_space2 scatters to pixel (dy, dx). */
+static msam_status convT_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
+                              const char *prefix, int cin, int cout, msam_error *err) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    const float *w = msam_wt_get(wt, name, (int64_t)cin * cout * 4, err);
+    if (!w) return MSAM_ERR_WEIGHTS;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    const float *b = msam_wt_get(wt, name, cout, err);
+    if (!b) return MSAM_ERR_WEIGHTS;
+    float *rw = malloc(sizeof(float) * (size_t)cin * cout * 4);
+    float *rb = malloc(sizeof(float) * (size_t)cout * 4);
+    if (!rw || !rb) {
+        free(rw);
+        free(rb);
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+    }
+    for (int t = 0; t < 4; t++)
+        for (int o = 0; o < cout; o++) {
+            rb[t * cout + o] = b[o];
+            for (int ci = 0; ci < cin; ci++)
+                rw[((size_t)t * cout + o) * cin + ci] = w[((size_t)ci * cout + o) * 4 + t];
+        }
+    *out = ops->linear_create(rw, rb, 4 * cout, cin);
+    free(rw);
+    free(rb);
+    if (!*out) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+    return MSAM_OK;
+}
+
+msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
+                              const msam_weight_table *wt, msam_error *err) {
+    char p[192], q[256];
+    msam_status st;
+    const float *t = msam_wt_get(wt, "mask_decoder.iou_token.weight", MSAM_EMB, err);
+    if (!t) return MSAM_ERR_WEIGHTS;
+    memcpy(dw->tokens[0], t, sizeof(float) * MSAM_EMB);
+    t = msam_wt_get(wt, "mask_decoder.mask_tokens.weight", MSAM_MASK_TOKENS * MSAM_EMB, err);
+    if (!t) return MSAM_ERR_WEIGHTS;
+    memcpy(dw->tokens[1], t, sizeof(float) * MSAM_MASK_TOKENS * MSAM_EMB);
+
+    for (int l = 0; l < 2; l++) {
+        msam_twoway_layer *L = &dw->layers[l];
+        snprintf(p, sizeof p, "mask_decoder.transformer.layers.%d", l);
+#define SUB(fmt) (snprintf(q, sizeof q, fmt, p), q)
+        if ((st = attn_load(&L->self_attn, ops, wt, SUB("%s.self_attn"), MSAM_EMB, err))) return st;
+        if ((st = attn_load(&L->t2i, ops, wt, SUB("%s.cross_attn_token_to_image"), 128, err))) return st;
+        if ((st = attn_load(&L->i2t, ops, wt, SUB("%s.cross_attn_image_to_token"), 128, err))) return st;
+        if ((st = msam_norm_load(&L->norm1, ops, wt, SUB("%s.norm1"), MSAM_EMB, err))) return st;
+        if ((st = msam_norm_load(&L->norm2, ops, wt, SUB("%s.norm2"), MSAM_EMB, err))) return st;
+        if ((st = msam_norm_load(&L->norm3, ops, wt, SUB("%s.norm3"), MSAM_EMB, err))) return st;
+        if ((st = msam_norm_load(&L->norm4, ops, wt, SUB("%s.norm4"), MSAM_EMB, err))) return st;
+        if ((st = msam_linear_load(&L->lin1, ops, wt, SUB("%s.mlp.lin1"), MSAM_MLP, MSAM_EMB, 1, err))) return st;
+        if ((st = msam_linear_load(&L->lin2, ops, wt, SUB("%s.mlp.lin2"), MSAM_EMB, MSAM_MLP, 1, err))) return st;
+#undef SUB
+    }
+    if ((st = attn_load(&dw->final_attn, ops, wt, "mask_decoder.transformer.final_attn_token_to_image", 128, err))) return st;
+    if ((st = msam_norm_load(&dw->norm_final, ops, wt, "mask_decoder.transformer.norm_final_attn", MSAM_EMB, err))) return st;
+    if ((st = convT_load(&dw->up1, ops, wt, "mask_decoder.output_upscaling.0", MSAM_EMB, 64, err))) return st;
+    if ((st = msam_norm_load(&dw->up_norm, ops, wt, "mask_decoder.output_upscaling.1", 64, err))) return st;
+    if ((st = convT_load(&dw->up2, ops, wt, "mask_decoder.output_upscaling.3", 64, 32, err))) return st;
+    for (int m = 0; m < MSAM_MASK_TOKENS; m++) {
+        for (int l = 0; l < 3; l++) {
+            snprintf(q, sizeof q, "mask_decoder.output_hypernetworks_mlps.%d.layers.%d", m, l);
+            if ((st = msam_linear_load(&dw->hyper[m][l], ops, wt, q, l == 2 ? 32 : MSAM_EMB, MSAM_EMB, 1, err))) return st;
+        }
+    }
+    for (int l = 0; l < 3; l++) {
+        snprintf(q, sizeof q, "mask_decoder.iou_prediction_head.layers.%d", l);
+        if ((st = msam_linear_load(&dw->iou[l], ops, wt, q, l == 2 ? MSAM_MASK_TOKENS : MSAM_EMB, MSAM_EMB, 1, err))) return st;
+    }
+    return MSAM_OK;
+}
+
+void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops) {
+    for (int l = 0; l < 2; l++) {
+        msam_twoway_layer *L = &dw->layers[l];
+        attn_release(&L->self_attn, ops);
+        attn_release(&L->t2i, ops);
+        attn_release(&L->i2t, ops);
+        msam_norm_release(&L->norm1, ops);
+        msam_norm_release(&L->norm2, ops);
+        msam_norm_release(&L->norm3, ops);
+        msam_norm_release(&L->norm4, ops);
+        ops->linear_free(L->lin1);
+        ops->linear_free(L->lin2);
+        L->lin1 = L->lin2 = NULL;
+    }
+    attn_release(&dw->final_attn, ops);
+    msam_norm_release(&dw->norm_final, ops);
+    msam_norm_release(&dw->up_norm, ops);
+    ops->linear_free(dw->up1);
+    ops->linear_free(dw->up2);
+    dw->up1 = dw->up2 = NULL;
+    for (int m = 0; m < MSAM_MASK_TOKENS; m++)
+        for (int l = 0; l < 3; l++) ops->linear_free(dw->hyper[m][l]), dw->hyper[m][l] = NULL;
+    for (int l = 0; l < 3; l++) ops->linear_free(dw->iou[l]), dw->iou[l] = NULL;
+}
+
+/* Token buffers inside ws->tok, each max_tokens rows. */
+enum { TB_PE, TB_Q, TB_T, TB_A, TB_B, TB_C, TB_ATT, TB_COUNT };
+#define TOK_ROW_FLOATS (TB_COUNT * MSAM_EMB + MSAM_MLP)
+
+size_t msam_decoder_tok_floats(int max_tokens) { return (size_t)max_tokens * TOK_ROW_FLOATS; }
+
+void msam_decoder_proj0(const msam_model *m, msam_decoder_ws *ws) {
+    /* Layer 0's image-side projections depend only on keys0 = embedding + dense prompt:
+     * t2i.k(keys0 + pe), t2i.v(keys0), i2t.q(keys0 + pe), stored side by side (ld 384). */
+    const msam_ops *ops = m->ops;
+    const msam_twoway_layer *L = &m->decoder.layers[0];
+    ops->add(ws->tmp, ws->keys0, m->prompt.dense_pe, (size_t)MSAM_PIX * MSAM_EMB);
+    ops->linear(ws->proj0, 384, ws->tmp, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ws->proj0 + 128, 384, ws->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ws->proj0 + 256, 384, ws->tmp, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+}
+
+/* queries = norm(queries + attn.out(attention(attn.q(xq), attn.k(xk), attn.v(xv)))) for the
+ * token side, where xk/xv may be the image side given as ready projections kh/vh. */
+static void token_to_image(const msam_ops *ops, const msam_attn_w *a, const msam_norm_w *norm,
+                           float *Q, const float *PE, int T, const float *kh, const float *vh,
+                           ptrdiff_t ldkv, float *tbuf, float *qh, float *att) {
+    ops->add(tbuf, Q, PE, (size_t)T * MSAM_EMB);
+    ops->linear(qh, 128, tbuf, MSAM_EMB, T, a->q, MSAM_ACT_NONE, NULL, 0);
+    ops->attention(att, qh, 128, kh, ldkv, vh, ldkv, T, MSAM_PIX, MSAM_HEADS, 128 / MSAM_HEADS);
+    ops->linear(Q, MSAM_EMB, att, 128, T, a->out, MSAM_ACT_NONE, Q, MSAM_EMB);
+    ops->layernorm(Q, Q, T, MSAM_EMB, norm->g, norm->b, 1e-5f);
+}
+
+void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *sparse_host, int Ts,
+                     int multimask, float *iou_host) {
+    const msam_ops *ops = m->ops;
+    const msam_decoder_w *dw = &m->decoder;
+    const int T = 1 + MSAM_MASK_TOKENS + Ts;
+    const size_t mt = (size_t)ws->max_tokens;
+    float *tb[TB_COUNT];
+    for (int i = 0; i < TB_COUNT; i++) tb[i] = ws->tok + (size_t)i * mt * MSAM_EMB;
+    float *hidden = ws->tok + (size_t)TB_COUNT * mt * MSAM_EMB; /* T x 2048 */
+    float *PE = tb[TB_PE], *Q = tb[TB_Q], *tmp = tb[TB_T];
+
+    /* tokens = [iou token, mask tokens, sparse prompts]; they are also the query PE. */
+    ops->copy_in(PE, &dw->tokens[0][0], (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB);
+    if (Ts > 0) ops->copy_in(PE + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB, sparse_host, (size_t)Ts * MSAM_EMB);
+    ops->copy_in(Q, PE, (size_t)T * MSAM_EMB); /* op memory to op memory: same on the CPU */
+
+    const size_t img = (size_t)MSAM_PIX * MSAM_EMB;
+    for (int l = 0; l < 2; l++) {
+        const msam_twoway_layer *L = &dw->layers[l];
+        const float *keys_in = l == 0 ? ws->keys0 : ws->keys;
+        float *qa = tb[TB_A], *ka = tb[TB_B], *va = tb[TB_C], *att = tb[TB_ATT];
+
+        /* self-attention: the first layer neither adds the PE nor keeps a residual */
+        const float *qk_in = Q;
+        if (l > 0) {
+            ops->add(tmp, Q, PE, (size_t)T * MSAM_EMB);
+            qk_in = tmp;
+        }
+        ops->linear(qa, MSAM_EMB, qk_in, MSAM_EMB, T, L->self_attn.q, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ka, MSAM_EMB, qk_in, MSAM_EMB, T, L->self_attn.k, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(va, MSAM_EMB, Q, MSAM_EMB, T, L->self_attn.v, MSAM_ACT_NONE, NULL, 0);
+        ops->attention(att, qa, MSAM_EMB, ka, MSAM_EMB, va, MSAM_EMB, T, T, MSAM_HEADS, MSAM_EMB / MSAM_HEADS);
+        ops->linear(Q, MSAM_EMB, att, MSAM_EMB, T, L->self_attn.out, MSAM_ACT_NONE, l > 0 ? Q : NULL, MSAM_EMB);
+        ops->layernorm(Q, Q, T, MSAM_EMB, L->norm1.g, L->norm1.b, 1e-5f);
+
+        /* tokens attend to the image */
+        const float *kh, *vh;
+        ptrdiff_t ldkv;
+        if (l == 0) {
+            kh = ws->proj0, vh = ws->proj0 + 128, ldkv = 384;
+        } else {
+            ops->add(ws->tmp, keys_in, m->prompt.dense_pe, img);
+            ops->linear(ws->kp, 128, ws->tmp, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
+            ops->linear(ws->vp, 128, keys_in, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
+            kh = ws->kp, vh = ws->vp, ldkv = 128;
+        }
+        token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, kh, vh, ldkv, tmp, qa, att);
+
+        /* token MLP (ReLU) */
+        ops->linear(hidden, MSAM_MLP, Q, MSAM_EMB, T, L->lin1, MSAM_ACT_RELU, NULL, 0);
+        ops->linear(Q, MSAM_EMB, hidden, MSAM_MLP, T, L->lin2, MSAM_ACT_NONE, Q, MSAM_EMB);
+        ops->layernorm(Q, Q, T, MSAM_EMB, L->norm3.g, L->norm3.b, 1e-5f);
+
+        /* the image attends to the tokens: queries from the image (+PE), keys tokens (+PE) */
+        ops->add(tmp, Q, PE, (size_t)T * MSAM_EMB);
+        ops->linear(ka, 128, tmp, MSAM_EMB, T, L->i2t.k, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(va, 128, Q, MSAM_EMB, T, L->i2t.v, MSAM_ACT_NONE, NULL, 0);
+        const float *qi;
+        ptrdiff_t ldq;
+        if (l == 0) {
+            qi = ws->proj0 + 256, ldq = 384;
+        } else {
+            /* ws->tmp still holds keys_in + PE from the token-to-image step */
+            ops->linear(ws->qp, 128, ws->tmp, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+            qi = ws->qp, ldq = 128;
+        }
+        ops->attention(ws->att, qi, ldq, ka, 128, va, 128, MSAM_PIX, T, MSAM_HEADS, 128 / MSAM_HEADS);
+        ops->linear(ws->keys, MSAM_EMB, ws->att, 128, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
+        ops->layernorm(ws->keys, ws->keys, MSAM_PIX, MSAM_EMB, L->norm4.g, L->norm4.b, 1e-5f);
+    }
+
+    /* final token-to-image attention */
+    ops->add(ws->tmp, ws->keys, m->prompt.dense_pe, img);
+    ops->linear(ws->kp, 128, ws->tmp, MSAM_EMB, MSAM_PIX, dw->final_attn.k, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ws->vp, 128, ws->keys, MSAM_EMB, MSAM_PIX, dw->final_attn.v, MSAM_ACT_NONE, NULL, 0);
+    token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, T, ws->kp, ws->vp, 128, tmp,
+                   tb[TB_A], tb[TB_ATT]);
+
+    /* upscale: convT 2x2 s2 (256->64), LayerNorm2d, GELU, convT 2x2 s2 (64->32), GELU */
+    ops->linear(ws->up1, 256, ws->keys, MSAM_EMB, MSAM_PIX, dw->up1, MSAM_ACT_NONE, NULL, 0);
+    ops->depth_to_space2(ws->up_map1, ws->up1, MSAM_GRID, MSAM_GRID, 64);
+    ops->layernorm(ws->up_map1, ws->up_map1, 128 * 128, 64, dw->up_norm.g, dw->up_norm.b, 1e-6f);
+    ops->activate(ws->up_map1, ws->up_map1, (size_t)128 * 128 * 64, MSAM_ACT_GELU);
+    /* GELU commutes with the depth-to-space permutation, so it runs in the GEMM epilogue */
+    ops->linear(ws->up2, 128, ws->up_map1, 64, 128 * 128, dw->up2, MSAM_ACT_GELU, NULL, 0);
+    ops->depth_to_space2(ws->up_map2, ws->up2, 128, 128, 32);
+
+    /* hypernetwork MLPs on the mask tokens -> 4 x 32, then the masks they select */
+    float *h1 = tb[TB_A], *h2 = tb[TB_B], *hyper = tb[TB_C];
+    for (int i = 0; i < MSAM_MASK_TOKENS; i++) {
+        const float *tok = Q + (size_t)(1 + i) * MSAM_EMB;
+        ops->linear(h1, MSAM_EMB, tok, MSAM_EMB, 1, dw->hyper[i][0], MSAM_ACT_RELU, NULL, 0);
+        ops->linear(h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->hyper[i][1], MSAM_ACT_RELU, NULL, 0);
+        ops->linear(hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
+    }
+    const int first = multimask ? 1 : 0, n = msam_num_masks(multimask);
+    ops->mask_logits(ws->low, ws->up_map2, hyper + (size_t)first * 32, MSAM_LOWRES * MSAM_LOWRES, 32, n);
+
+    /* IoU head on the IoU token */
+    ops->linear(h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);
+    ops->linear(h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->iou[1], MSAM_ACT_RELU, NULL, 0);
+    ops->linear(tmp, MSAM_MASK_TOKENS, h2, MSAM_EMB, 1, dw->iou[2], MSAM_ACT_NONE, NULL, 0);
+    float iou_all[MSAM_MASK_TOKENS];
+    ops->copy_out(iou_all, tmp, MSAM_MASK_TOKENS);
+    for (int i = 0; i < n; i++) iou_host[i] = iou_all[first + i];
+}

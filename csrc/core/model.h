@@ -1,0 +1,120 @@
+/* model.h - the converted MobileSAM model (shared, read-only after load) and a session's state.
+ * Everything the ops read lives in op memory (ops->alloc / upload / linear_create). */
+#ifndef MSAM_MODEL_H
+#define MSAM_MODEL_H
+
+#include "encoder.h"
+#include "ops.h"
+#include "weights.h"
+
+#define MSAM_EMB 256       /* embedding width */
+#define MSAM_GRID 64       /* embedding is 64 x 64 */
+#define MSAM_PIX (MSAM_GRID * MSAM_GRID)
+#define MSAM_IMG 1024      /* encoder input side */
+#define MSAM_LOWRES 256    /* low-resolution mask side */
+#define MSAM_HEADS 8       /* decoder attention heads */
+#define MSAM_MLP 2048      /* decoder token MLP width */
+#define MSAM_MASK_TOKENS 4
+
+typedef struct {
+    msam_linear *q, *k, *v, *out;
+    int inner; /* 256 for self-attention, 128 for the cross attentions */
+} msam_attn_w;
+
+typedef struct {
+    float *g, *b; /* op memory, c floats each */
+} msam_norm_w;
+
+typedef struct {
+    msam_attn_w self_attn, t2i, i2t;
+    msam_norm_w norm1, norm2, norm3, norm4;
+    msam_linear *lin1, *lin2;
+} msam_twoway_layer;
+
+typedef struct {
+    /* host copies: the prompt encoder's sparse embedding is built on the host */
+    float gauss[2 * 128];
+    float point_emb[4][MSAM_EMB];
+    float not_a_point[MSAM_EMB];
+    float no_mask[MSAM_EMB];
+    /* mask downscaling: 2x2 s2 convs as linears over space-to-depth patches */
+    msam_linear *md0, *md3, *md6;
+    msam_norm_w md1, md4;
+    float *dense_pe; /* 64 x 64 x 256 channels-last, op memory */
+} msam_prompt_w;
+
+typedef struct {
+    float tokens[1 + MSAM_MASK_TOKENS][MSAM_EMB]; /* host: iou token, mask tokens */
+    msam_twoway_layer layers[2];
+    msam_attn_w final_attn;
+    msam_norm_w norm_final;
+    msam_linear *up1, *up2; /* transposed 2x2 s2 convs as linears + depth-to-space */
+    msam_norm_w up_norm;
+    msam_linear *hyper[MSAM_MASK_TOKENS][3];
+    msam_linear *iou[3];
+} msam_decoder_w;
+
+struct msam_model {
+    const msam_ops *ops;
+    msam_device device;
+    msam_encoder *encoder;
+    msam_prompt_w prompt;
+    msam_decoder_w decoder;
+};
+
+/* The decoder's working buffers, sized once per session (independent of the prompt batch:
+ * prompt sets run one after another through the same buffers). */
+typedef struct {
+    float *keys0;       /* 4096 x 256: embedding + dense prompt shared by the batch */
+    float *proj0;       /* 4096 x 384: layer 0's prompt-independent projections */
+    float *keys, *tmp;  /* 4096 x 256 each */
+    float *kp, *vp, *qp, *att; /* 4096 x 128 each */
+    float *dense;       /* 4096 x 256 dense prompt from a mask input */
+    float *mask_tmp;    /* 128 x 128 x 16 + 64 x 64 x 64 scratch for mask downscaling */
+    float *up1, *up2;   /* 64*64 x 256 and 128*128 x 128 linear outputs */
+    float *up_map1, *up_map2; /* 128 x 128 x 64 and 256 x 256 x 32 */
+    float *low;         /* 4 x 256 x 256 low-res logits of the current prompt set */
+    float *post;        /* 1024 x 1024 post-processing plane */
+    float *tok;         /* token buffers: MSAM_TOK_BUFS x max_tokens x 2048 */
+    int max_tokens;
+} msam_decoder_ws;
+
+struct msam_session {
+    const struct msam_model *model;
+    void *enc_ws;
+    float *input;      /* 1024 x 1024 x 3 normalised, padded */
+    float *embedding;  /* 64 x 64 x 256 channels-last */
+    int has_image;
+    int proj0_valid;   /* proj0 holds the no-mask projections of the current embedding */
+    msam_decoder_ws dws;
+    float *sparse_host; /* max_tokens x 256 host staging for the sparse prompt */
+    float *mask_plane;  /* mask_plane_cap floats: full-size logits before thresholding */
+    size_t mask_plane_cap;
+};
+
+msam_status msam_session_reserve_tokens(msam_session *s, int tokens, msam_error *err);
+
+/* prompt.c */
+msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, const msam_weight_table *wt,
+                             msam_error *err);
+void msam_prompt_release(msam_prompt_w *pw, const msam_ops *ops);
+/* Host sparse embedding of prompt set b: T x 256 (see msam_sparse_token_count). */
+void msam_prompt_sparse(const msam_prompt_w *pw, const msam_prompts *p, int b, float *out);
+/* Dense embedding of mask m into dense (64 x 64 x 256, op memory) using scratch. */
+void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, const float *mask256,
+                            float *dense, float *scratch);
+
+/* decoder.c */
+msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
+                              const msam_weight_table *wt, msam_error *err);
+void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops);
+
+/* norm helper shared by prompt.c and decoder.c: upload "<prefix>.weight"/".bias" (c floats). */
+msam_status msam_norm_load(msam_norm_w *nw, const msam_ops *ops, const msam_weight_table *wt,
+                           const char *prefix, int c, msam_error *err);
+void msam_norm_release(msam_norm_w *nw, const msam_ops *ops);
+/* linear helper: "<prefix>.weight" [n][k] and optional "<prefix>.bias". */
+msam_status msam_linear_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
+                             const char *prefix, int n, int k, int has_bias, msam_error *err);
+
+#endif

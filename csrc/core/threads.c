@@ -1,0 +1,29 @@
+/* threads.c - the thread count every kernel uses (msam_set_num_threads / OMP_NUM_THREADS).
+ * Stored once for the process so a call from any Python thread uses the same setting. */
+#include "threads.h"
+#include "msam.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static volatile int g_threads = 0; /* 0: the OpenMP default */
+
+static int default_threads(void) {
+#ifdef _OPENMP
+    static int cached = 0;
+    if (!cached) cached = omp_get_max_threads(); /* honours OMP_NUM_THREADS */
+    return cached > 0 ? cached : 1;
+#else
+    return 1;
+#endif
+}
+
+void msam_set_num_threads(int n) { g_threads = n > 0 ? n : 0; }
+
+int msam_get_num_threads(void) {
+    int n = g_threads;
+    return n > 0 ? n : default_threads();
+}
+
+int msam_threads(void) { return msam_get_num_threads(); }

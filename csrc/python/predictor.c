@@ -1,0 +1,548 @@
+/* predictor.c - the Predictor type: one core session per predictor. set_image / predict parse
+ * and check their arguments, create the output arrays, and run the core with the GIL released. */
+#include "binding.h"
+#include "prompt_args.h"
+#include "py_model.h"
+
+#include <pythread.h>
+#include <string.h>
+
+#define IMG 1024
+
+typedef struct {
+    PyObject_HEAD
+    ModelObject *model;  /* strong reference: the core model outlives the session */
+    msam_session *sess;
+    PyThread_type_lock lock; /* one core call at a time per predictor */
+    uint8_t *resized;    /* 1024 x 1024 x 3 staging for set_image */
+    int orig_h, orig_w, input_h, input_w;
+    PyObject *features;  /* cached 1x256x64x64 embedding array, or NULL */
+} PredictorObject;
+
+/* Take the predictor's lock; wait with the GIL released so other Python threads run. */
+static void lock_take(PredictorObject *p) {
+    if (!PyThread_acquire_lock(p->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(p->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static void lock_give(PredictorObject *p) { PyThread_release_lock(p->lock); }
+
+static int Predictor_init(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"model", NULL};
+    PyObject *model;
+    PredictorObject *p = (PredictorObject *)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Predictor", kwlist, &model)) return -1;
+    if (p->sess) {
+        PyErr_SetString(PyExc_RuntimeError, "Predictor is already initialised");
+        return -1;
+    }
+    if (!PyObject_TypeCheck(model, msam_py_ModelType) || !((ModelObject *)model)->model) {
+        PyErr_Format(msam_py_InputError, "model must be a mobile_sam_c Model, got %s", Py_TYPE(model)->tp_name);
+        return -1;
+    }
+    p->lock = PyThread_allocate_lock();
+    p->resized = PyMem_RawMalloc((size_t)IMG * IMG * 3);
+    if (!p->lock || !p->resized) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    msam_error err = {{0}};
+    msam_status st;
+    msam_session *sess = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_session_create(((ModelObject *)model)->model, &sess, &err);
+    Py_END_ALLOW_THREADS
+    if (st) {
+        msam_py_raise(st, &err);
+        return -1;
+    }
+    Py_INCREF(model);
+    p->model = (ModelObject *)model;
+    p->sess = sess;
+    return 0;
+}
+
+static int Predictor_traverse(PyObject *self, visitproc visit, void *arg) {
+    PredictorObject *p = (PredictorObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(p->model);
+    Py_VISIT(p->features);
+    return 0;
+}
+
+static int Predictor_clear(PyObject *self) {
+    PredictorObject *p = (PredictorObject *)self;
+    Py_CLEAR(p->features);
+    return 0;
+}
+
+static void Predictor_dealloc(PyObject *self) {
+    PredictorObject *p = (PredictorObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    msam_session_free(p->sess);
+    if (p->lock) PyThread_free_lock(p->lock);
+    PyMem_RawFree(p->resized);
+    Py_CLEAR(p->features);
+    Py_CLEAR(p->model);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static int ready(PredictorObject *p) {
+    if (!p->sess) {
+        PyErr_SetString(PyExc_RuntimeError, "Predictor.__init__ was not called");
+        return 0;
+    }
+    return 1;
+}
+
+static int parse_size(PyObject *obj, const char *name, int *h, int *w, int max_side) {
+    PyObject *seq = PySequence_Fast(obj, "");
+    if (!seq || PySequence_Fast_GET_SIZE(seq) != 2) {
+        Py_XDECREF(seq);
+        PyErr_Clear();
+        PyErr_Format(msam_py_InputError, "%s must be a pair of ints (H, W)", name);
+        return -1;
+    }
+    long v[2];
+    for (int i = 0; i < 2; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *idx = PyNumber_Index(item);
+        v[i] = idx ? PyLong_AsLong(idx) : -1;
+        Py_XDECREF(idx);
+        if (PyErr_Occurred() || v[i] < 1 || v[i] > max_side) {
+            PyErr_Clear();
+            Py_DECREF(seq);
+            PyErr_Format(msam_py_InputError, "%s must be a pair of ints (H, W) in 1..%d", name, max_side);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    *h = (int)v[0], *w = (int)v[1];
+    return 0;
+}
+
+static void image_set(PredictorObject *p, int oh, int ow, int ih, int iw) {
+    p->orig_h = oh, p->orig_w = ow, p->input_h = ih, p->input_w = iw;
+    Py_CLEAR(p->features);
+}
+
+static PyObject *Predictor_set_image(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"image", "image_format", NULL};
+    PyObject *image;
+    const char *format = "RGB";
+    PredictorObject *p = (PredictorObject *)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|s:set_image", kwlist, &image, &format) || !ready(p)) return NULL;
+    if (strcmp(format, "RGB") != 0 && strcmp(format, "BGR") != 0)
+        return PyErr_Format(msam_py_InputError, "image_format must be in ['RGB', 'BGR'], is %s.", format);
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_O(image);
+    if (!arr) {
+        PyErr_Clear();
+        return PyErr_Format(msam_py_InputError, "image must be an HxWx3 uint8 array, got %s", Py_TYPE(image)->tp_name);
+    }
+    if (PyArray_TYPE(arr) != NPY_UINT8 || PyArray_NDIM(arr) != 3 || PyArray_DIM(arr, 2) != 3 ||
+        PyArray_DIM(arr, 0) < 1 || PyArray_DIM(arr, 1) < 1) {
+        PyObject *shape = PyObject_GetAttrString((PyObject *)arr, "shape");
+        PyErr_Format(msam_py_InputError, "image must be an HxWx3 uint8 array with H, W >= 1, got shape %R dtype %R",
+                     shape, (PyObject *)PyArray_DESCR(arr));
+        Py_XDECREF(shape);
+        Py_DECREF(arr);
+        return NULL;
+    }
+    if (PyArray_DIM(arr, 0) > 1 << 20 || PyArray_DIM(arr, 1) > 1 << 20) {
+        Py_DECREF(arr);
+        return PyErr_Format(msam_py_InputError, "image sides must be at most %d pixels", 1 << 20);
+    }
+    /* the resampler reads channels 1 byte apart and non-negative row/pixel steps */
+    if (PyArray_STRIDE(arr, 2) != 1 || PyArray_STRIDE(arr, 0) < 0 || PyArray_STRIDE(arr, 1) < 0) {
+        PyArrayObject *c = (PyArrayObject *)PyArray_NewCopy(arr, NPY_CORDER);
+        Py_DECREF(arr);
+        if (!(arr = c)) return NULL;
+    }
+    int h = (int)PyArray_DIM(arr, 0), w = (int)PyArray_DIM(arr, 1), nh, nw;
+    msam_py_preprocess_shape(h, w, &nh, &nw);
+    msam_error err = {{0}};
+    msam_status st;
+    lock_take(p);
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_resize_rgb8(PyArray_DATA(arr), h, w, PyArray_STRIDE(arr, 0), PyArray_STRIDE(arr, 1),
+                          strcmp(format, "BGR") == 0, p->resized, nh, nw, &err);
+    if (!st) st = msam_session_set_image_u8(p->sess, p->resized, nh, nw, NULL, NULL, &err);
+    Py_END_ALLOW_THREADS
+    lock_give(p);
+    Py_DECREF(arr);
+    if (st) return msam_py_raise(st, &err);
+    image_set(p, h, w, nh, nw);
+    Py_RETURN_NONE;
+}
+
+/* A float array-like (numeric, not bool/complex) as float32 without changing its layout. */
+static PyArrayObject *float_array(PyObject *obj, const char *name, const char *expect) {
+    PyArrayObject *raw = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (!raw) {
+        PyErr_Clear();
+        PyErr_Format(msam_py_InputError, "%s must be %s, got %s", name, expect, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    if (!(PyArray_ISINTEGER(raw) || PyArray_ISFLOAT(raw)) || PyArray_ISCOMPLEX(raw)) {
+        PyErr_Format(msam_py_InputError, "%s must be %s with real numbers, got dtype %R", name, expect,
+                     (PyObject *)PyArray_DESCR(raw));
+        Py_DECREF(raw);
+        return NULL;
+    }
+    PyArrayObject *f = (PyArrayObject *)PyArray_FROMANY((PyObject *)raw, NPY_FLOAT32, 0, 0, NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    Py_DECREF(raw);
+    return f;
+}
+
+typedef struct {
+    PyObject *dict;
+    int failed;
+} stage_sink;
+
+/* Called by the core with the GIL released: take it to store a copy of the stage output. */
+static void collect_stage(void *user, const char *name, const float *data, int h, int w, int c) {
+    stage_sink *sink = user;
+    PyGILState_STATE g = PyGILState_Ensure();
+    npy_intp dims[3] = {h, w, c};
+    PyObject *arr = PyArray_SimpleNew(3, dims, NPY_FLOAT32);
+    if (arr) {
+        memcpy(PyArray_DATA((PyArrayObject *)arr), data, sizeof(float) * (size_t)h * w * c);
+        if (PyDict_SetItemString(sink->dict, name, arr) < 0) sink->failed = 1;
+        Py_DECREF(arr);
+    } else {
+        sink->failed = 1;
+    }
+    if (sink->failed) PyErr_Clear();
+    PyGILState_Release(g);
+}
+
+static PyObject *run_torch_image(PredictorObject *p, PyObject *image, int oh, int ow, int with_stages) {
+    PyArrayObject *arr = float_array(image, "transformed_image", "a 1x3xHxW float array");
+    if (!arr) return NULL;
+    if (PyArray_NDIM(arr) != 4 || PyArray_DIM(arr, 0) != 1 || PyArray_DIM(arr, 1) != 3 ||
+        (PyArray_DIM(arr, 2) != IMG && PyArray_DIM(arr, 3) != IMG) || PyArray_DIM(arr, 2) > IMG ||
+        PyArray_DIM(arr, 3) > IMG || PyArray_DIM(arr, 2) < 1 || PyArray_DIM(arr, 3) < 1) {
+        PyObject *shape = PyObject_GetAttrString((PyObject *)arr, "shape");
+        PyErr_Format(msam_py_InputError,
+                     "set_torch_image input must be BCHW with long side %d (1x3xHxW, the other side <= %d), got shape %R",
+                     IMG, IMG, shape);
+        Py_XDECREF(shape);
+        Py_DECREF(arr);
+        return NULL;
+    }
+    int h = (int)PyArray_DIM(arr, 2), w = (int)PyArray_DIM(arr, 3);
+    const ptrdiff_t es = sizeof(float);
+    stage_sink sink = {NULL, 0};
+    if (with_stages && !(sink.dict = PyDict_New())) {
+        Py_DECREF(arr);
+        return NULL;
+    }
+    msam_error err = {{0}};
+    msam_status st;
+    lock_take(p);
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_session_set_image_f32(p->sess, PyArray_DATA(arr), h, w, PyArray_STRIDE(arr, 1) / es,
+                                    PyArray_STRIDE(arr, 2) / es, PyArray_STRIDE(arr, 3) / es,
+                                    with_stages ? collect_stage : NULL, &sink, &err);
+    Py_END_ALLOW_THREADS
+    lock_give(p);
+    Py_DECREF(arr);
+    if (st) {
+        Py_XDECREF(sink.dict);
+        return msam_py_raise(st, &err);
+    }
+    if (sink.failed) {
+        Py_XDECREF(sink.dict);
+        return PyErr_NoMemory();
+    }
+    image_set(p, oh, ow, h, w);
+    if (with_stages) return sink.dict;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Predictor_set_torch_image(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"transformed_image", "original_image_size", NULL};
+    PyObject *image, *size;
+    PredictorObject *p = (PredictorObject *)self;
+    int oh, ow;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:set_torch_image", kwlist, &image, &size) || !ready(p)) return NULL;
+    if (parse_size(size, "original_image_size", &oh, &ow, 1 << 20) < 0) return NULL;
+    return run_torch_image(p, image, oh, ow, 0);
+}
+
+static PyObject *Predictor_encoder_stages(PyObject *self, PyObject *image) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!ready(p)) return NULL;
+    return run_torch_image(p, image, IMG, IMG, 1);
+}
+
+static PyObject *Predictor_set_image_embedding(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"embedding", "original_size", "input_size", NULL};
+    PyObject *emb, *osize, *isize = Py_None;
+    PredictorObject *p = (PredictorObject *)self;
+    int oh, ow, ih, iw;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:set_image_embedding", kwlist, &emb, &osize, &isize) || !ready(p))
+        return NULL;
+    if (parse_size(osize, "original_size", &oh, &ow, 1 << 20) < 0) return NULL;
+    if (isize == Py_None) msam_py_preprocess_shape(oh, ow, &ih, &iw);
+    else if (parse_size(isize, "input_size", &ih, &iw, IMG) < 0) return NULL;
+    PyArrayObject *arr = float_array(emb, "embedding", "a 1x256x64x64 float array");
+    if (!arr) return NULL;
+    int nd = PyArray_NDIM(arr), off = nd == 4 ? 1 : 0;
+    if (!((nd == 4 && PyArray_DIM(arr, 0) == 1) || nd == 3) || PyArray_DIM(arr, off) != 256 ||
+        PyArray_DIM(arr, off + 1) != 64 || PyArray_DIM(arr, off + 2) != 64) {
+        PyObject *shape = PyObject_GetAttrString((PyObject *)arr, "shape");
+        PyErr_Format(msam_py_InputError, "embedding must have shape (1, 256, 64, 64) or (256, 64, 64), got %R", shape);
+        Py_XDECREF(shape);
+        Py_DECREF(arr);
+        return NULL;
+    }
+    const ptrdiff_t es = sizeof(float);
+    msam_error err = {{0}};
+    msam_status st;
+    lock_take(p);
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_session_set_embedding(p->sess, PyArray_DATA(arr), PyArray_STRIDE(arr, off) / es,
+                                    PyArray_STRIDE(arr, off + 1) / es, PyArray_STRIDE(arr, off + 2) / es, &err);
+    Py_END_ALLOW_THREADS
+    lock_give(p);
+    Py_DECREF(arr);
+    if (st) return msam_py_raise(st, &err);
+    image_set(p, oh, ow, ih, iw);
+    Py_RETURN_NONE;
+}
+
+static PyObject *not_set_error(const char *what) {
+    PyErr_Format(PyExc_RuntimeError, "An image must be set with .set_image(...) %s.", what);
+    return NULL;
+}
+
+static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *labels, PyObject *boxes,
+                             PyObject *mask, int multimask, int return_logits, int return_low_res, int single) {
+    if (!msam_session_has_image(p->sess)) return not_set_error("before mask prediction");
+    prompt_args a;
+    if (prompt_args_parse(&a, coords, labels, boxes, mask, single, p->orig_h, p->orig_w) < 0) {
+        prompt_args_clear(&a);
+        return NULL;
+    }
+    const int B = a.p.batch, C = msam_num_masks(multimask);
+    npy_intp mdims[4] = {B, C, p->orig_h, p->orig_w}, idims[2] = {B, C}, ldims[4] = {B, C, 256, 256};
+    const int off = single ? 1 : 0; /* predict() drops the batch axis */
+    PyObject *masks = PyArray_SimpleNew(4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL);
+    PyObject *iou = PyArray_SimpleNew(2 - off, idims + off, NPY_FLOAT32);
+    PyObject *low = return_low_res ? PyArray_SimpleNew(4 - off, ldims + off, NPY_FLOAT32) : (Py_INCREF(Py_None), Py_None);
+    if (!masks || !iou || !low) {
+        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+        prompt_args_clear(&a);
+        return NULL;
+    }
+    msam_outputs o = {multimask, return_logits, p->orig_h, p->orig_w, p->input_h, p->input_w,
+                      PyArray_DATA((PyArrayObject *)masks), PyArray_DATA((PyArrayObject *)iou),
+                      return_low_res ? PyArray_DATA((PyArrayObject *)low) : NULL};
+    msam_error err = {{0}};
+    msam_status st;
+    lock_take(p);
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_predict(p->sess, &a.p, &o, &err);
+    Py_END_ALLOW_THREADS
+    lock_give(p);
+    prompt_args_clear(&a);
+    if (st) {
+        Py_DECREF(masks), Py_DECREF(iou), Py_DECREF(low);
+        return msam_py_raise(st, &err);
+    }
+    return Py_BuildValue("(NNN)", masks, iou, low);
+}
+
+static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"point_coords", "point_labels", "box", "mask_input", "multimask_output",
+                             "return_logits", "as_numpy", "return_low_res", NULL};
+    PyObject *coords = Py_None, *labels = Py_None, *box = Py_None, *mask = Py_None;
+    int multimask = 1, logits = 0, as_numpy = 0, low_res = 1;
+    PredictorObject *p = (PredictorObject *)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOOpppp:predict", kwlist, &coords, &labels, &box,
+                                     &mask, &multimask, &logits, &as_numpy, &low_res) || !ready(p))
+        return NULL;
+    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1);
+}
+
+static PyObject *Predictor_predict_torch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"point_coords", "point_labels", "boxes", "mask_input", "multimask_output",
+                             "return_logits", "as_numpy", "return_low_res", NULL};
+    PyObject *coords, *labels, *boxes = Py_None, *mask = Py_None;
+    int multimask = 1, logits = 0, as_numpy = 0, low_res = 1;
+    PredictorObject *p = (PredictorObject *)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOpppp:predict_torch", kwlist, &coords, &labels,
+                                     &boxes, &mask, &multimask, &logits, &as_numpy, &low_res) || !ready(p))
+        return NULL;
+    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0);
+}
+
+static PyObject *Predictor_encode_prompts(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"points", "labels", "boxes", "masks", NULL};
+    PyObject *coords = Py_None, *labels = Py_None, *boxes = Py_None, *mask = Py_None;
+    PredictorObject *p = (PredictorObject *)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOO:_encode_prompts", kwlist, &coords, &labels,
+                                     &boxes, &mask) || !ready(p))
+        return NULL;
+    prompt_args a;
+    if (prompt_args_parse(&a, coords, labels, boxes, mask, 0, 1, 1) < 0) {
+        prompt_args_clear(&a);
+        return NULL;
+    }
+    int T = msam_sparse_token_count(&a.p), DB = a.p.mask_input ? a.p.mask_batch : 1;
+    npy_intp sd[3] = {a.p.batch, T, 256}, dd[4] = {DB, 64, 64, 256};
+    PyObject *sparse = PyArray_SimpleNew(3, sd, NPY_FLOAT32), *dense = PyArray_SimpleNew(4, dd, NPY_FLOAT32);
+    if (!sparse || !dense) {
+        Py_XDECREF(sparse), Py_XDECREF(dense);
+        prompt_args_clear(&a);
+        return NULL;
+    }
+    msam_error err = {{0}};
+    msam_status st;
+    lock_take(p);
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_encode_prompts(p->sess, &a.p, PyArray_DATA((PyArrayObject *)sparse), PyArray_DATA((PyArrayObject *)dense), &err);
+    Py_END_ALLOW_THREADS
+    lock_give(p);
+    prompt_args_clear(&a);
+    if (st) {
+        Py_DECREF(sparse), Py_DECREF(dense);
+        return msam_py_raise(st, &err);
+    }
+    /* dense is computed channels-last; hand it out as B x 256 x 64 x 64 (a transposed view) */
+    PyArray_Dims perm;
+    npy_intp order[4] = {0, 3, 1, 2};
+    perm.ptr = order, perm.len = 4;
+    PyObject *dense_nchw = PyArray_Transpose((PyArrayObject *)dense, &perm);
+    Py_DECREF(dense);
+    if (!dense_nchw) {
+        Py_DECREF(sparse);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", sparse, dense_nchw);
+}
+
+static PyObject *Predictor_get_image_embedding(PyObject *self, PyObject *unused) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!ready(p)) return NULL;
+    if (!msam_session_has_image(p->sess)) return not_set_error("to generate an embedding");
+    if (!p->features) {
+        npy_intp dims[4] = {1, 256, 64, 64};
+        PyObject *arr = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+        if (!arr) return NULL;
+        msam_error err = {{0}};
+        lock_take(p);
+        msam_status st = msam_session_get_embedding(p->sess, PyArray_DATA((PyArrayObject *)arr), &err);
+        lock_give(p);
+        if (st) {
+            Py_DECREF(arr);
+            return msam_py_raise(st, &err);
+        }
+        p->features = arr;
+    }
+    Py_INCREF(p->features);
+    return p->features;
+}
+
+static PyObject *Predictor_reset_image(PyObject *self, PyObject *unused) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!ready(p)) return NULL;
+    lock_take(p);
+    msam_session_reset(p->sess);
+    lock_give(p);
+    Py_CLEAR(p->features);
+    p->orig_h = p->orig_w = p->input_h = p->input_w = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *get_is_image_set(PyObject *self, void *c) {
+    PredictorObject *p = (PredictorObject *)self;
+    return PyBool_FromLong(p->sess && msam_session_has_image(p->sess));
+}
+
+static PyObject *size_or_none(PyObject *self, int h, int w) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!p->sess || !msam_session_has_image(p->sess)) Py_RETURN_NONE;
+    return Py_BuildValue("(ii)", h, w);
+}
+
+static PyObject *get_original_size(PyObject *self, void *c) {
+    PredictorObject *p = (PredictorObject *)self;
+    return size_or_none(self, p->orig_h, p->orig_w);
+}
+
+static PyObject *get_input_size(PyObject *self, void *c) {
+    PredictorObject *p = (PredictorObject *)self;
+    return size_or_none(self, p->input_h, p->input_w);
+}
+
+static PyObject *get_features(PyObject *self, void *c) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!p->sess || !msam_session_has_image(p->sess)) Py_RETURN_NONE;
+    return Predictor_get_image_embedding(self, NULL);
+}
+
+static PyObject *get_device(PyObject *self, void *c) {
+    PredictorObject *p = (PredictorObject *)self;
+    return PyUnicode_FromString(p->model && p->model->device == MSAM_DEVICE_CUDA ? "cuda" : "cpu");
+}
+
+static PyMethodDef Predictor_methods[] = {
+    {"set_image", (PyCFunction)(void (*)(void))Predictor_set_image, METH_VARARGS | METH_KEYWORDS,
+     "set_image(image, image_format='RGB'): resize (Pillow-exact), normalise and encode an HxWx3 uint8 image."},
+    {"set_torch_image", (PyCFunction)(void (*)(void))Predictor_set_torch_image, METH_VARARGS | METH_KEYWORDS,
+     "set_torch_image(transformed_image, original_image_size): encode a 1x3xHxW float image, long side 1024."},
+    {"set_image_embedding", (PyCFunction)(void (*)(void))Predictor_set_image_embedding, METH_VARARGS | METH_KEYWORDS,
+     "set_image_embedding(embedding, original_size, input_size=None): use a stored 1x256x64x64 embedding."},
+    {"predict", (PyCFunction)(void (*)(void))Predictor_predict, METH_VARARGS | METH_KEYWORDS,
+     "predict(point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True, "
+     "return_logits=False, as_numpy=False, return_low_res=True) -> (masks, iou_predictions, low_res_logits)"},
+    {"predict_torch", (PyCFunction)(void (*)(void))Predictor_predict_torch, METH_VARARGS | METH_KEYWORDS,
+     "predict_torch(point_coords, point_labels, boxes=None, mask_input=None, multimask_output=True, "
+     "return_logits=False, as_numpy=False, return_low_res=True): batched prompts in the 1024 frame."},
+    {"_encode_prompts", (PyCFunction)(void (*)(void))Predictor_encode_prompts, METH_VARARGS | METH_KEYWORDS,
+     "_encode_prompts(points, labels, boxes, masks) -> (sparse BxTx256, dense Bx256x64x64): the prompt encoder alone."},
+    {"_encoder_stages", Predictor_encoder_stages, METH_O,
+     "_encoder_stages(x 1x3x1024x1024 raw pixels) -> {stage: HxWxC array}: per-stage encoder outputs."},
+    {"get_image_embedding", Predictor_get_image_embedding, METH_NOARGS, "The 1x256x64x64 image embedding."},
+    {"reset_image", Predictor_reset_image, METH_NOARGS, "Forget the current image."},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Predictor_getset[] = {
+    {"is_image_set", get_is_image_set, NULL, "Whether an image (or embedding) is set.", NULL},
+    {"original_size", get_original_size, NULL, "(H, W) of the image before resizing, or None.", NULL},
+    {"input_size", get_input_size, NULL, "(H, W) after resizing (before padding), or None.", NULL},
+    {"features", get_features, NULL, "The image embedding (1x256x64x64) or None.", NULL},
+    {"device", get_device, NULL, "'cpu' or 'cuda'.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyType_Slot Predictor_slots[] = {
+    {Py_tp_dealloc, Predictor_dealloc},
+    {Py_tp_traverse, Predictor_traverse},
+    {Py_tp_clear, Predictor_clear},
+    {Py_tp_init, Predictor_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_methods, Predictor_methods},
+    {Py_tp_getset, Predictor_getset},
+    {Py_tp_doc, "Predictor(model): one image at a time, many prompts (the C core of SamPredictor)."},
+    {0, NULL}};
+
+static PyType_Spec Predictor_spec = {"mobile_sam_c._C.Predictor", sizeof(PredictorObject), 0,
+                                     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+                                     Predictor_slots};
+
+int msam_py_add_predictor(PyObject *m) {
+    PyObject *tp = PyType_FromModuleAndSpec(m, &Predictor_spec, NULL);
+    if (!tp) return -1;
+    if (PyModule_AddObject(m, "Predictor", tp) < 0) {
+        Py_DECREF(tp);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,22 @@
+/* prompt_args.h - converting and checking predict()/predict_torch() prompt arguments into the
+ * core's msam_prompts, with errors that name the argument. Owns the arrays it makes. */
+#ifndef MSAM_PROMPT_ARGS_H
+#define MSAM_PROMPT_ARGS_H
+#include "binding.h"
+
+typedef struct {
+    msam_prompts p;
+    PyArrayObject *coords, *labels, *boxes, *mask; /* owned float32/int32 C-contiguous */
+} prompt_args;
+
+/* single != 0: predict() shapes (Nx2, N, 4 or 1x4, 1x256x256) in original-image pixels, scaled
+ * into the input frame like ResizeLongestSide.apply_coords (orig -> preprocess shape).
+ * single == 0: predict_torch() shapes (BxNx2, BxN, Bx4, Bx1x256x256), already transformed.
+ * Returns 0, or -1 with an InputError set. Always call prompt_args_clear afterwards. */
+int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObject *boxes,
+                      PyObject *mask, int single, int orig_h, int orig_w);
+void prompt_args_clear(prompt_args *a);
+
+/* (newh, neww) = ResizeLongestSide.get_preprocess_shape(h, w, 1024) */
+void msam_py_preprocess_shape(int h, int w, int *nh, int *nw);
+#endif
