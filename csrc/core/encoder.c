@@ -1,0 +1,418 @@
+/* encoder.c - MobileSAM's TinyViT-5M image encoder (1024x1024x3 -> 64x64x256), written once
+ * against the op table. Maps are channels-last (rows = pixels); all activations live in one
+ * workspace laid out at create from the fixed shapes, so forward allocates nothing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder.h"
+#include "model.h" /* msam_norm_w, msam_norm_load, msam_linear_load */
+
+#define IMG 1024
+#define PE_MID 32     /* patch_embed's first conv: 3 -> 32, stride 2 -> 512x512 */
+#define MB_EXPAND 4   /* MBConv hidden width = 4 x 64 */
+#define MLP_RATIO 4
+#define NECK 256
+#define N_BLOCKS 10   /* TinyViT blocks of layers 1..3: 2 + 6 + 2 */
+
+/* The four layers: width, depth, heads, window, map side (square maps); layer 0 is convolutional.
+ * Layers 0..2 end in a PatchMerging to the next width, stride 2 except into the 320-wide layer
+ * (MobileSAM keeps 64x64 there: PatchMerging uses stride 1 when out_dim is 320). */
+static const struct {
+    int dim, depth, heads, win, side;
+} LAYER[4] = {{64, 2, 0, 0, 256}, {128, 2, 4, 7, 128}, {160, 6, 5, 14, 64}, {320, 2, 10, 7, 64}};
+
+static int merge_stride(int out_dim) { return out_dim == 320 ? 1 : 2; }
+
+typedef struct {
+    float *w9c, *b; /* op memory: depthwise taps [9][c] and bias [c], BatchNorm folded */
+} enc_dw;
+
+/* 1x1 conv -> GELU -> depthwise 3x3 -> GELU -> 1x1 conv: MBConv and PatchMerging alike. */
+typedef struct {
+    msam_linear *c1, *c3;
+    enc_dw c2;
+} enc_conv3;
+
+typedef struct {
+    msam_norm_w norm1, norm2; /* attn.norm, mlp.norm */
+    msam_linear *qkv, *proj, *fc1, *fc2;
+    float *pad_qkv; /* op memory, 3*dim: qkv of a zero-padded token, LayerNorm(0) = norm bias */
+    float *bias;    /* op memory, [heads][win*win][win*win] attention biases */
+    enc_dw local;   /* local_conv */
+} enc_block;
+
+struct msam_encoder {
+    const msam_ops *ops;
+    msam_linear *pe0, *pe2; /* patch_embed.seq.0 / .2 (3x3 convs) */
+    enc_conv3 mb[2];        /* layers.0.blocks */
+    enc_conv3 merge[3];     /* layers.0..2.downsample */
+    enc_block blk[N_BLOCKS];
+    msam_linear *neck0, *neck2;
+    msam_norm_w neck1, neck3;
+    /* workspace layout: byte offsets of the buffers and the total */
+    size_t off_x, off_t, off_h1, off_h2, off_scratch, ws_bytes;
+};
+
+/* ---- loading -------------------------------------------------------------------------- */
+
+/* A 1x1 Conv2d_BN as a linear (BatchNorm folded). */
+static msam_status conv1x1_load(msam_linear **out, const msam_ops *ops,
+                                const msam_weight_table *wt, const char *prefix, int cout,
+                                int cin, msam_error *err) {
+    float *w, *b;
+    msam_status st = msam_wt_conv_bn(wt, prefix, cout, cin, &w, &b, err);
+    if (st != MSAM_OK) return st;
+    *out = ops->linear_create(w, b, cout, cin);
+    free(w);
+    free(b);
+    return *out ? MSAM_OK : msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s'", prefix);
+}
+
+/* A dense 3x3 Conv2d_BN. */
+static msam_status conv3x3_load(msam_linear **out, const msam_ops *ops,
+                                const msam_weight_table *wt, const char *prefix, int cout,
+                                int cin, msam_error *err) {
+    float *w, *b;
+    msam_status st = msam_wt_conv_bn(wt, prefix, cout, cin * 9, &w, &b, err);
+    if (st != MSAM_OK) return st;
+    *out = ops->conv3x3_create(w, b, cout, cin);
+    free(w);
+    free(b);
+    return *out ? MSAM_OK : msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s'", prefix);
+}
+
+/* A depthwise 3x3 Conv2d_BN, [c][1][3][3] repacked tap-major to [9][c]. */
+static msam_status dw_load(enc_dw *dw, const msam_ops *ops, const msam_weight_table *wt,
+                           const char *prefix, int c, msam_error *err) {
+    float *w, *b;
+    msam_status st = msam_wt_conv_bn(wt, prefix, c, 9, &w, &b, err);
+    if (st != MSAM_OK) return st;
+    float *t = malloc(sizeof(float) * 9 * (size_t)c);
+    if (t) {
+        for (int ch = 0; ch < c; ch++)
+            for (int k = 0; k < 9; k++) t[(size_t)k * c + ch] = w[(size_t)ch * 9 + k];
+        dw->w9c = ops->upload(t, 9 * (size_t)c);
+        dw->b = ops->upload(b, (size_t)c);
+    }
+    free(t);
+    free(w);
+    free(b);
+    if (!dw->w9c || !dw->b)
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s'", prefix);
+    return MSAM_OK;
+}
+
+static msam_status conv3_load(enc_conv3 *m, const msam_ops *ops, const msam_weight_table *wt,
+                              const char *prefix, int cin, int hidden, int cout,
+                              msam_error *err) {
+    char name[256];
+    msam_status st;
+    snprintf(name, sizeof name, "%s.conv1", prefix);
+    if ((st = conv1x1_load(&m->c1, ops, wt, name, hidden, cin, err)) != MSAM_OK) return st;
+    snprintf(name, sizeof name, "%s.conv2", prefix);
+    if ((st = dw_load(&m->c2, ops, wt, name, hidden, err)) != MSAM_OK) return st;
+    snprintf(name, sizeof name, "%s.conv3", prefix);
+    return conv1x1_load(&m->c3, ops, wt, name, cout, hidden, err);
+}
+
+/* attention_biases [heads][win*win offsets] expanded to [heads][i][j] for window tokens i, j.
+ * The offset index is assigned as the reference does: iterate token pairs (p1, p2) in row-major
+ * order and number each new (|dy|, |dx|) on first sight. */
+static float *expand_biases(const msam_ops *ops, const float *ab, int heads, int win) {
+    const int n = win * win;
+    int *id = malloc(sizeof(int) * (size_t)n);
+    float *full = malloc(sizeof(float) * (size_t)heads * n * n);
+    float *dev = NULL;
+    if (id && full) {
+        int next = 0;
+        for (int i = 0; i < n; i++) id[i] = -1;
+        for (int p1 = 0; p1 < n; p1++)
+            for (int p2 = 0; p2 < n; p2++) {
+                const int off = abs(p1 / win - p2 / win) * win + abs(p1 % win - p2 % win);
+                if (id[off] < 0) id[off] = next++;
+            }
+        for (int hd = 0; hd < heads; hd++)
+            for (int p1 = 0; p1 < n; p1++)
+                for (int p2 = 0; p2 < n; p2++) {
+                    const int off = abs(p1 / win - p2 / win) * win + abs(p1 % win - p2 % win);
+                    full[((size_t)hd * n + p1) * n + p2] = ab[(size_t)hd * n + id[off]];
+                }
+        dev = ops->upload(full, (size_t)heads * n * n);
+    }
+    free(id);
+    free(full);
+    return dev;
+}
+
+static msam_status block_load(enc_block *b, const msam_ops *ops, const msam_weight_table *wt,
+                              const char *prefix, int dim, int heads, int win,
+                              msam_error *err) {
+    char name[256];
+    msam_status st;
+#define SUB(s) (snprintf(name, sizeof name, "%s.%s", prefix, s), name)
+    if ((st = msam_norm_load(&b->norm1, ops, wt, SUB("attn.norm"), dim, err)) != MSAM_OK) return st;
+    if ((st = msam_linear_load(&b->qkv, ops, wt, SUB("attn.qkv"), 3 * dim, dim, 1, err)) != MSAM_OK) return st;
+    if ((st = msam_linear_load(&b->proj, ops, wt, SUB("attn.proj"), dim, dim, 1, err)) != MSAM_OK) return st;
+    if ((st = dw_load(&b->local, ops, wt, SUB("local_conv"), dim, err)) != MSAM_OK) return st;
+    if ((st = msam_norm_load(&b->norm2, ops, wt, SUB("mlp.norm"), dim, err)) != MSAM_OK) return st;
+    if ((st = msam_linear_load(&b->fc1, ops, wt, SUB("mlp.fc1"), MLP_RATIO * dim, dim, 1, err)) != MSAM_OK) return st;
+    if ((st = msam_linear_load(&b->fc2, ops, wt, SUB("mlp.fc2"), dim, MLP_RATIO * dim, 1, err)) != MSAM_OK) return st;
+
+    const float *ab = msam_wt_get(wt, SUB("attn.attention_biases"), (int64_t)heads * win * win, err);
+    if (!ab) return MSAM_ERR_WEIGHTS;
+    if (!(b->bias = expand_biases(ops, ab, heads, win)))
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory expanding '%s'", name);
+
+    /* Padded tokens are zeros before the attention's LayerNorm, so they all normalise to its
+     * bias beta and project to one vector: pad_qkv = W_qkv . beta + b_qkv (double accumulation). */
+    const float *beta = msam_wt_get(wt, SUB("attn.norm.bias"), dim, err);
+    if (!beta) return MSAM_ERR_WEIGHTS;
+    const float *wq = msam_wt_get(wt, SUB("attn.qkv.weight"), (int64_t)3 * dim * dim, err);
+    if (!wq) return MSAM_ERR_WEIGHTS;
+    const float *bq = msam_wt_get(wt, SUB("attn.qkv.bias"), 3 * dim, err);
+    if (!bq) return MSAM_ERR_WEIGHTS;
+#undef SUB
+    float *pad = malloc(sizeof(float) * 3 * (size_t)dim);
+    if (!pad) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s.attn'", prefix);
+    for (int o = 0; o < 3 * dim; o++) {
+        double s = bq[o];
+        for (int i = 0; i < dim; i++) s += (double)wq[(size_t)o * dim + i] * beta[i];
+        pad[o] = (float)s;
+    }
+    b->pad_qkv = ops->upload(pad, 3 * (size_t)dim);
+    free(pad);
+    if (!b->pad_qkv) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s.attn'", prefix);
+    return MSAM_OK;
+}
+
+/* Buffer sizes follow the forward pass below: X holds the running map, T a block's map after
+ * local_conv, H1/H2 the wide intermediates (hidden layers, qkv, im2col'd patch-embed input). */
+static void plan_workspace(msam_encoder *e) {
+    size_t x = 0, t = 0, h1 = 0, h2 = 0, scr = 0;
+#define AT_LEAST(v, n) do { if ((size_t)(n) > (v)) (v) = (size_t)(n); } while (0)
+    const int s0 = LAYER[0].side, half = IMG / 2;
+    AT_LEAST(h1, (size_t)half * half * PE_MID);
+    AT_LEAST(x, (size_t)s0 * s0 * LAYER[0].dim);
+    AT_LEAST(h1, (size_t)s0 * s0 * LAYER[0].dim * MB_EXPAND);
+    AT_LEAST(h2, (size_t)s0 * s0 * LAYER[0].dim * MB_EXPAND);
+    for (int l = 1; l < 4; l++) {
+        const size_t r = (size_t)LAYER[l].side * LAYER[l].side, c = (size_t)LAYER[l].dim;
+        AT_LEAST(x, r * c);
+        AT_LEAST(t, r * c);
+        AT_LEAST(h1, r * c);
+        AT_LEAST(h2, r * c * 3);
+        AT_LEAST(h2, r * c * MLP_RATIO);
+    }
+    for (int l = 0; l < 3; l++) {
+        const int side = LAYER[l].side, cout = LAYER[l + 1].dim;
+        const size_t so = (size_t)(side + merge_stride(cout) - 1) / merge_stride(cout);
+        AT_LEAST(h1, (size_t)side * side * cout);
+        AT_LEAST(h2, so * so * cout);
+        AT_LEAST(x, so * so * cout);
+    }
+    AT_LEAST(h1, (size_t)LAYER[3].side * LAYER[3].side * NECK);
+    AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(IMG, IMG, 3, 2));
+    AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(half, half, PE_MID, 2));
+    AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(LAYER[3].side, LAYER[3].side, NECK, 1));
+#undef AT_LEAST
+    /* 64-byte aligned buffers, one after the other */
+#define PLACE(off, bytes) do { (off) = total; total += ((bytes) + 63) & ~(size_t)63; } while (0)
+    size_t total = 0;
+    PLACE(e->off_x, x * sizeof(float));
+    PLACE(e->off_t, t * sizeof(float));
+    PLACE(e->off_h1, h1 * sizeof(float));
+    PLACE(e->off_h2, h2 * sizeof(float));
+    PLACE(e->off_scratch, scr);
+#undef PLACE
+    e->ws_bytes = total;
+}
+
+static void dw_release(enc_dw *d, const msam_ops *ops) {
+    if (d->w9c) ops->release(d->w9c);
+    if (d->b) ops->release(d->b);
+}
+
+static void lin_release(msam_linear *l, const msam_ops *ops) {
+    if (l) ops->linear_free(l);
+}
+
+static void conv3_release(enc_conv3 *m, const msam_ops *ops) {
+    lin_release(m->c1, ops);
+    lin_release(m->c3, ops);
+    dw_release(&m->c2, ops);
+}
+
+static void norm_release(msam_norm_w *n, const msam_ops *ops) {
+    if (n->g) ops->release(n->g);
+    if (n->b) ops->release(n->b);
+}
+
+void msam_encoder_free(msam_encoder *e) {
+    if (!e) return;
+    const msam_ops *ops = e->ops;
+    lin_release(e->pe0, ops);
+    lin_release(e->pe2, ops);
+    for (int i = 0; i < 2; i++) conv3_release(&e->mb[i], ops);
+    for (int i = 0; i < 3; i++) conv3_release(&e->merge[i], ops);
+    for (int i = 0; i < N_BLOCKS; i++) {
+        enc_block *b = &e->blk[i];
+        norm_release(&b->norm1, ops);
+        norm_release(&b->norm2, ops);
+        lin_release(b->qkv, ops);
+        lin_release(b->proj, ops);
+        lin_release(b->fc1, ops);
+        lin_release(b->fc2, ops);
+        if (b->pad_qkv) ops->release(b->pad_qkv);
+        if (b->bias) ops->release(b->bias);
+        dw_release(&b->local, ops);
+    }
+    lin_release(e->neck0, ops);
+    lin_release(e->neck2, ops);
+    norm_release(&e->neck1, ops);
+    norm_release(&e->neck3, ops);
+    free(e);
+}
+
+static msam_status encoder_load(msam_encoder *e, const msam_weight_table *wt, msam_error *err) {
+    const msam_ops *ops = e->ops;
+    char name[128]; /* prefixes; the loaders append suffixes into 256-byte names */
+    msam_status st;
+    if ((st = conv3x3_load(&e->pe0, ops, wt, "image_encoder.patch_embed.seq.0", PE_MID, 3, err))) return st;
+    if ((st = conv3x3_load(&e->pe2, ops, wt, "image_encoder.patch_embed.seq.2", LAYER[0].dim, PE_MID, err))) return st;
+    for (int i = 0; i < LAYER[0].depth; i++) {
+        snprintf(name, sizeof name, "image_encoder.layers.0.blocks.%d", i);
+        const int c = LAYER[0].dim;
+        if ((st = conv3_load(&e->mb[i], ops, wt, name, c, c * MB_EXPAND, c, err))) return st;
+    }
+    int bi = 0;
+    for (int l = 0; l < 4; l++) {
+        for (int i = 0; l > 0 && i < LAYER[l].depth; i++, bi++) {
+            snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.%d", l, i);
+            if ((st = block_load(&e->blk[bi], ops, wt, name, LAYER[l].dim, LAYER[l].heads,
+                                 LAYER[l].win, err)))
+                return st;
+        }
+        if (l < 3) {
+            snprintf(name, sizeof name, "image_encoder.layers.%d.downsample", l);
+            const int cout = LAYER[l + 1].dim;
+            if ((st = conv3_load(&e->merge[l], ops, wt, name, LAYER[l].dim, cout, cout, err))) return st;
+        }
+    }
+    if ((st = msam_linear_load(&e->neck0, ops, wt, "image_encoder.neck.0", NECK, LAYER[3].dim, 0, err))) return st;
+    if ((st = msam_norm_load(&e->neck1, ops, wt, "image_encoder.neck.1", NECK, err))) return st;
+    const float *w2 = msam_wt_get(wt, "image_encoder.neck.2.weight", (int64_t)NECK * NECK * 9, err);
+    if (!w2) return MSAM_ERR_WEIGHTS;
+    if (!(e->neck2 = ops->conv3x3_create(w2, NULL, NECK, NECK)))
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting 'image_encoder.neck.2'");
+    return msam_norm_load(&e->neck3, ops, wt, "image_encoder.neck.3", NECK, err);
+}
+
+msam_status msam_encoder_create(const msam_ops *ops, const msam_weight_table *wt,
+                                msam_encoder **out, msam_error *err) {
+    if (!out) return msam_fail(err, MSAM_ERR_ARG, "msam_encoder_create: out is NULL");
+    *out = NULL;
+    if (!ops || !wt) return msam_fail(err, MSAM_ERR_ARG, "msam_encoder_create: ops or weights NULL");
+    msam_encoder *e = calloc(1, sizeof *e);
+    if (!e) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the image encoder");
+    e->ops = ops;
+    msam_status st = encoder_load(e, wt, err);
+    if (st != MSAM_OK) {
+        msam_encoder_free(e);
+        return st;
+    }
+    plan_workspace(e);
+    *out = e;
+    return MSAM_OK;
+}
+
+size_t msam_encoder_workspace_bytes(const msam_encoder *e) { return e ? e->ws_bytes : 0; }
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+typedef struct {
+    const msam_ops *o;
+    float *x, *t, *h1, *h2;
+    void *scratch;
+} enc_bufs;
+
+/* 1x1 -> GELU -> dw 3x3 (stride) -> GELU -> 1x1 on the side x side x cin map in b->x, result in
+ * b->x. MBConv (residual != 0) adds its input before a final GELU, fused into the last linear. */
+static void conv3_forward(const enc_bufs *b, const enc_conv3 *m, int side, int cin, int hidden,
+                          int cout, int stride, int residual) {
+    const msam_ops *o = b->o;
+    const int so = (side + stride - 1) / stride;
+    o->linear(b->h1, hidden, b->x, cin, side * side, m->c1, MSAM_ACT_GELU, NULL, 0);
+    o->dwconv3x3(b->h2, b->h1, side, side, hidden, stride, m->c2.w9c, m->c2.b, MSAM_ACT_GELU);
+    if (residual)
+        o->linear(b->x, cout, b->h2, hidden, so * so, m->c3, MSAM_ACT_GELU, b->x, cout);
+    else
+        o->linear(b->x, cout, b->h2, hidden, so * so, m->c3, MSAM_ACT_NONE, NULL, 0);
+}
+
+/* TinyViTBlock: x += proj(window_attention(qkv(LN(x)))); t = local_conv(x); x = t + mlp(t). */
+static void block_forward(const enc_bufs *b, const enc_block *k, int side, int dim, int heads,
+                          int win) {
+    const msam_ops *o = b->o;
+    const int rows = side * side, dh = dim / heads;
+    o->layernorm(b->h1, b->x, rows, dim, k->norm1.g, k->norm1.b, 1e-5f);
+    o->linear(b->h2, 3 * dim, b->h1, dim, rows, k->qkv, MSAM_ACT_NONE, NULL, 0);
+    o->window_attention(b->h1, b->h2, k->pad_qkv, side, side, win, heads, dh, k->bias,
+                        1.0f / sqrtf((float)dh));
+    o->linear(b->x, dim, b->h1, dim, rows, k->proj, MSAM_ACT_NONE, b->x, dim);
+    o->dwconv3x3(b->t, b->x, side, side, dim, 1, k->local.w9c, k->local.b, MSAM_ACT_NONE);
+    o->layernorm(b->h1, b->t, rows, dim, k->norm2.g, k->norm2.b, 1e-5f);
+    o->linear(b->h2, MLP_RATIO * dim, b->h1, dim, rows, k->fc1, MSAM_ACT_GELU, NULL, 0);
+    o->linear(b->x, dim, b->h2, MLP_RATIO * dim, rows, k->fc2, MSAM_ACT_NONE, b->t, dim);
+}
+
+msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *out,
+                                 void *workspace, msam_stage_fn stage_fn, void *stage_user,
+                                 msam_error *err) {
+    if (!e || !x || !out || !workspace)
+        return msam_fail(err, MSAM_ERR_ARG, "msam_encoder_forward: encoder, input, output or workspace is NULL");
+    /* Stage maps are handed over in place, so they must be host memory. */
+    if (stage_fn && e->ops->device != MSAM_DEVICE_CPU)
+        return msam_fail(err, MSAM_ERR_ARG, "stage_fn is only supported on the CPU backend");
+    const msam_ops *o = e->ops;
+    char *ws = workspace;
+    const enc_bufs b = {o, (float *)(ws + e->off_x), (float *)(ws + e->off_t),
+                        (float *)(ws + e->off_h1), (float *)(ws + e->off_h2), ws + e->off_scratch};
+#define STAGE(name, data, side, c) \
+    do { if (stage_fn) stage_fn(stage_user, name, data, side, side, c); } while (0)
+
+    /* patch_embed: 1024 -> 512 (GELU) -> 256 */
+    o->conv3x3(b.h1, x, IMG, IMG, 3, 2, e->pe0, MSAM_ACT_GELU, b.scratch);
+    o->conv3x3(b.x, b.h1, IMG / 2, IMG / 2, PE_MID, 2, e->pe2, MSAM_ACT_NONE, b.scratch);
+    STAGE("patch_embed", b.x, LAYER[0].side, LAYER[0].dim);
+
+    int bi = 0;
+    for (int l = 0; l < 4; l++) {
+        const int side = LAYER[l].side, dim = LAYER[l].dim;
+        for (int i = 0; i < LAYER[l].depth; i++) {
+            if (l == 0)
+                conv3_forward(&b, &e->mb[i], side, dim, dim * MB_EXPAND, dim, 1, 1);
+            else
+                block_forward(&b, &e->blk[bi++], side, dim, LAYER[l].heads, LAYER[l].win);
+        }
+        static const char *const names[4] = {"layers.0", "layers.1", "layers.2", "layers.3"};
+        if (l < 3) {
+            const int cout = LAYER[l + 1].dim, s = merge_stride(cout);
+            conv3_forward(&b, &e->merge[l], side, dim, cout, cout, s, 0);
+            STAGE(names[l], b.x, (side + s - 1) / s, cout);
+        } else {
+            STAGE(names[l], b.x, side, dim);
+        }
+    }
+
+    /* neck: 1x1 320 -> 256, LayerNorm2d, 3x3 256 -> 256, LayerNorm2d (eps 1e-6) */
+    const int side = LAYER[3].side, rows = side * side;
+    o->linear(b.h1, NECK, b.x, LAYER[3].dim, rows, e->neck0, MSAM_ACT_NONE, NULL, 0);
+    o->layernorm(b.h1, b.h1, rows, NECK, e->neck1.g, e->neck1.b, 1e-6f);
+    o->conv3x3(out, b.h1, side, side, NECK, 1, e->neck2, MSAM_ACT_NONE, b.scratch);
+    o->layernorm(out, out, rows, NECK, e->neck3.g, e->neck3.b, 1e-6f);
+    STAGE("neck", out, side, NECK);
+#undef STAGE
+    return MSAM_OK;
+}

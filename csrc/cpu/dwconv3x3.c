@@ -1,0 +1,181 @@
+/* dwconv3x3.c - depthwise 3x3 convolution (padding 1, stride 1 or 2) on channels-last maps, bias
+ * and activation fused. Weights are tap-major [9][c] so every tap is a contiguous channel vector. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "activation.h"
+#include "cpu_kernels.h"
+#include "gemm.h"
+#include "../core/threads.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MSAM_HAVE_AVX2 1
+#define MSAM_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/* erf(x) for 8 floats: the rational minimax approximation used by Eigen/XLA (odd degree-13
+ * numerator over even degree-8 denominator, input clamped to [-4, 4] where erf is +-1 in float),
+ * within a few ulp of erff; plain erff would keep the GELU of 64M MBConv values scalar. */
+MSAM_TARGET_AVX2 static inline __m256 erf8(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(4.0f)), _mm256_set1_ps(-4.0f));
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.72614225801306e-10f), _mm256_set1_ps(2.77068142495902e-08f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.10102402082508e-06f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-5.69250639462346e-05f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-7.34990630326855e-04f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.95459980854025e-03f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-1.60960333262415e-02f));
+    p = _mm256_mul_ps(x, p);
+    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(-1.45660718464996e-05f), _mm256_set1_ps(-2.13374055278905e-04f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.68282697438203e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-7.37332916720468e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.42647390514189e-02f));
+    return _mm256_div_ps(p, q);
+}
+
+/* Exact-form GELU 0.5 x (1 + erf(x / sqrt 2)) on 8 floats. */
+MSAM_TARGET_AVX2 static inline __m256 gelu8(__m256 x) {
+    const __m256 e = erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/* The vector path runs when the GEMM picked a SIMD kernel (so MSAM_ISA=generic tests this
+ * file's portable path too); both "avx2" and "avx512" imply AVX2 + FMA. */
+static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
+#else
+#define MSAM_HAVE_AVX2 0
+#endif
+
+/* Input rows of output row oy: r[ky] is input row oy*stride - 1 + ky, or NULL outside the map. */
+static void row_pointers(const float *r[3], const float *x, int h, int w, int c, int stride, int oy) {
+    for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * stride - 1 + ky;
+        r[ky] = (iy >= 0 && iy < h) ? x + (size_t)iy * w * c : NULL;
+    }
+}
+
+/* Valid horizontal taps of output column ox: kx in [*k0, *k1). */
+static inline void col_taps(int ox, int w, int stride, int *k0, int *k1) {
+    int ix0 = ox * stride - 1;
+    *k0 = ix0 < 0 ? -ix0 : 0;
+    *k1 = ix0 + 3 > w ? w - ix0 : 3;
+}
+
+/* Portable row kernel: plain loops over channels (the compiler vectorises the c loop). */
+static void dw_row_generic(float *y, const float *const r[3], int w, int wo, int c, int stride,
+                           const float *w9c, const float *bias, msam_act act) {
+    for (int ox = 0; ox < wo; ox++) {
+        float *yo = y + (size_t)ox * c;
+        int k0, k1;
+        col_taps(ox, w, stride, &k0, &k1);
+        for (int ch = 0; ch < c; ch++) yo[ch] = bias ? bias[ch] : 0.0f;
+        for (int ky = 0; ky < 3; ky++) {
+            if (!r[ky]) continue;
+            for (int kx = k0; kx < k1; kx++) {
+                const float *xi = r[ky] + (size_t)(ox * stride - 1 + kx) * c;
+                const float *wt = w9c + (size_t)(ky * 3 + kx) * c;
+                for (int ch = 0; ch < c; ch++) yo[ch] += xi[ch] * wt[ch];
+            }
+        }
+        if (act != MSAM_ACT_NONE)
+            for (int ch = 0; ch < c; ch++) yo[ch] = msam_apply_act(yo[ch], act);
+    }
+}
+
+#if MSAM_HAVE_AVX2
+/* AVX2/FMA row kernel: 8 channels per vector; an interior pixel is 9 FMAs per vector with the
+ * weights read from L1 ([9][c] is at most 9*640 floats). Channels past the last multiple of 8
+ * go through the scalar tail. */
+MSAM_TARGET_AVX2 static void dw_row_avx2(float *y, const float *const r[3], int w, int wo, int c,
+                                         int stride, const float *w9c, const float *bias,
+                                         msam_act act) {
+    const int c8 = c & ~7;
+    for (int ox = 0; ox < wo; ox++) {
+        float *yo = y + (size_t)ox * c;
+        int k0, k1;
+        col_taps(ox, w, stride, &k0, &k1);
+        const int ix0 = ox * stride - 1;
+        if (k0 == 0 && k1 == 3 && r[0] && r[2]) {
+            const float *a = r[0] + (size_t)ix0 * c, *b = r[1] + (size_t)ix0 * c,
+                        *d = r[2] + (size_t)ix0 * c;
+            for (int ch = 0; ch < c8; ch += 8) {
+                const float *wt = w9c + ch;
+                __m256 acc = bias ? _mm256_loadu_ps(bias + ch) : _mm256_setzero_ps();
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + ch), _mm256_loadu_ps(wt), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + c + ch), _mm256_loadu_ps(wt + c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * c + ch), _mm256_loadu_ps(wt + 2 * c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(b + ch), _mm256_loadu_ps(wt + 3 * c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(b + c + ch), _mm256_loadu_ps(wt + 4 * c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(b + 2 * c + ch), _mm256_loadu_ps(wt + 5 * c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(d + ch), _mm256_loadu_ps(wt + 6 * c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(d + c + ch), _mm256_loadu_ps(wt + 7 * c), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(d + 2 * c + ch), _mm256_loadu_ps(wt + 8 * c), acc);
+                if (act == MSAM_ACT_GELU) acc = gelu8(acc);
+                else if (act == MSAM_ACT_RELU) acc = _mm256_max_ps(acc, _mm256_setzero_ps());
+                _mm256_storeu_ps(yo + ch, acc);
+            }
+        } else {
+            for (int ch = 0; ch < c8; ch += 8) {
+                __m256 acc = bias ? _mm256_loadu_ps(bias + ch) : _mm256_setzero_ps();
+                for (int ky = 0; ky < 3; ky++) {
+                    if (!r[ky]) continue;
+                    for (int kx = k0; kx < k1; kx++)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(r[ky] + (size_t)(ix0 + kx) * c + ch),
+                                              _mm256_loadu_ps(w9c + (size_t)(ky * 3 + kx) * c + ch), acc);
+                }
+                if (act == MSAM_ACT_GELU) acc = gelu8(acc);
+                else if (act == MSAM_ACT_RELU) acc = _mm256_max_ps(acc, _mm256_setzero_ps());
+                _mm256_storeu_ps(yo + ch, acc);
+            }
+        }
+        for (int ch = c8; ch < c; ch++) {
+            float s = bias ? bias[ch] : 0.0f;
+            for (int ky = 0; ky < 3; ky++) {
+                if (!r[ky]) continue;
+                for (int kx = k0; kx < k1; kx++)
+                    s += r[ky][(size_t)(ix0 + kx) * c + ch] * w9c[(size_t)(ky * 3 + kx) * c + ch];
+            }
+            yo[ch] = msam_apply_act(s, act);
+        }
+    }
+}
+#endif
+
+void msam_cpu_dwconv3x3(float *y, const float *x, int h, int w, int c, int stride,
+                        const float *w9c, const float *bias, msam_act act) {
+    const int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride;
+#if MSAM_HAVE_AVX2
+    const int avx2 = use_avx2();
+#endif
+#pragma omp parallel for schedule(static) num_threads(msam_threads()) if ((size_t)ho * wo * c > 32768)
+    for (int oy = 0; oy < ho; oy++) {
+        const float *r[3];
+        row_pointers(r, x, h, w, c, stride, oy);
+        float *yr = y + (size_t)oy * wo * c;
+#if MSAM_HAVE_AVX2
+        if (avx2) {
+            dw_row_avx2(yr, r, w, wo, c, stride, w9c, bias, act);
+            continue;
+        }
+#endif
+        dw_row_generic(yr, r, w, wo, c, stride, w9c, bias, act);
+    }
+}
+
+void msam_cpu_dwconv3x3_ref(float *y, const float *x, int h, int w, int c, int stride,
+                            const float *w9c, const float *bias, msam_act act) {
+    const int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride;
+    for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++)
+            for (int ch = 0; ch < c; ch++) {
+                float s = bias ? bias[ch] : 0.0f;
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        int iy = oy * stride - 1 + ky, ix = ox * stride - 1 + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        s += x[((size_t)iy * w + ix) * c + ch] * w9c[(size_t)(ky * 3 + kx) * c + ch];
+                    }
+                y[((size_t)oy * wo + ox) * c + ch] = msam_apply_act(s, act);
+            }
+}
