@@ -1,0 +1,87 @@
+"""predictor.py - SamPredictor: the original MobileSAM predictor's API over the C core's
+Predictor type (set_image, predict and predict_torch run in C with the GIL released)."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from . import _C
+from .build_sam import Sam
+from .transforms import ResizeLongestSide
+
+_DLPACK_CPU = 1
+
+
+def _host_array(x: Any, name: str) -> Any:
+    """Any array (NumPy, a torch tensor, anything speaking DLPack or __array__) readable on the
+    host, without copying where possible. Arrays on another device are refused by name."""
+    if x is None or isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack_device__"):
+        dev = x.__dlpack_device__()
+        if int(dev[0]) != _DLPACK_CPU:
+            raise _C.InputError(f"{name} lives on DLPack device {tuple(dev)}; this model runs on the CPU, "
+                                "so pass an array in host memory")
+        if hasattr(x, "detach"):
+            x = x.detach()
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, RuntimeError, BufferError, ValueError):
+            pass
+    return x
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+class SamPredictor(_C.Predictor):
+    """Computes an image embedding once (``set_image``), then masks for many prompts."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        if not isinstance(sam_model, Sam):
+            raise _C.InputError(f"sam_model must be a mobile_sam_c Sam (from sam_model_registry), got {type(sam_model).__name__}")
+        super().__init__(sam_model._core)
+        self.model = sam_model
+        self.transform = ResizeLongestSide(_C_IMG_SIZE)
+
+    def set_torch_image(self, transformed_image: Any, original_image_size: Tuple[int, ...]) -> None:
+        """Encode a 1x3xHxW image of raw pixel values already resized (long side 1024)."""
+        super().set_torch_image(_host_array(transformed_image, "transformed_image"), original_image_size)
+
+    def set_image_embedding(self, embedding: Any, original_size: Tuple[int, int],
+                            input_size: Optional[Tuple[int, int]] = None) -> None:
+        """Use a stored 1x256x64x64 embedding (from get_image_embedding) for the image of
+        original_size; input_size defaults to the resized size ResizeLongestSide gives."""
+        super().set_image_embedding(_host_array(embedding, "embedding"), original_size, input_size)
+
+    def predict(self, point_coords: Any = None, point_labels: Any = None, box: Any = None,
+                mask_input: Any = None, multimask_output: bool = True, return_logits: bool = False,
+                as_numpy: bool = False, return_low_res: bool = True
+                ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """Masks (CxHxW bool, or float logits), IoU predictions (C) and low-res logits
+        (Cx256x256, or None when return_low_res=False) for prompts in original-image pixels."""
+        return super().predict(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
+                               _host_array(box, "box"), _host_array(mask_input, "mask_input"),
+                               multimask_output, return_logits, as_numpy, return_low_res)
+
+    def predict_torch(self, point_coords: Any, point_labels: Any, boxes: Any = None,
+                      mask_input: Any = None, multimask_output: bool = True,
+                      return_logits: bool = False, as_numpy: bool = False,
+                      return_low_res: bool = True) -> Tuple[Any, Any, Any]:
+        """Batched prompts already in the 1024 input frame (BxNx2, BxN, Bx4, Bx1x256x256), one
+        decoder pass per set. Torch tensors in give torch tensors out (zero-copy via DLPack)."""
+        inputs = (point_coords, point_labels, boxes, mask_input)
+        outs = super().predict_torch(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
+                                     _host_array(boxes, "boxes"), _host_array(mask_input, "mask_input"),
+                                     multimask_output, return_logits, as_numpy, return_low_res)
+        if not as_numpy and any(_is_torch_tensor(x) for x in inputs):
+            torch = sys.modules["torch"]
+            return tuple(None if o is None else torch.from_dlpack(o) for o in outs)  # type: ignore[return-value]
+        return outs
+
+
+_C_IMG_SIZE = 1024
