@@ -1,0 +1,295 @@
+/* gemm.c - fp32 GEMM driver: B packing, run-time ISA choice, cache blocking, OpenMP split,
+ * plus the portable C micro-kernel and the plain reference. Per-ISA kernels live beside it. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "gemm_internal.h"
+#include "activation.h"
+#include "../core/threads.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- portable kernel ---------------------------------------------------------------------- */
+/* 4 x 8 register tile written as plain loops with constant bounds, so the compiler keeps the
+ * accumulators in vector registers with whatever baseline SIMD the target has (SSE2 on x86-64). */
+enum { GEN_MR = 4, GEN_NR = 8 };
+
+static inline float epi_scalar(float v, const float *c, const float *r, const float *bias, int flags,
+                               msam_act act) {
+    if (flags & MSAM_EPI_FIRST) {
+        if (bias) v += *bias;
+        if (r) v += *r;
+    } else {
+        v += *c;
+    }
+    return (flags & MSAM_EPI_LAST) ? msam_apply_act(v, act) : v;
+}
+
+static void generic_panel(int m, int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                          ptrdiff_t ldc, int nr, const msam_gemm_epi *e) {
+    for (int i0 = 0; i0 < m; i0 += GEN_MR) {
+        const int mr = m - i0 < GEN_MR ? m - i0 : GEN_MR;
+        const float *ai = a + (ptrdiff_t)i0 * lda;
+        float acc[GEN_MR][GEN_NR];
+        memset(acc, 0, sizeof acc);
+        if (mr == GEN_MR) {
+            for (int p = 0; p < kc; p++) {
+                const float *b = bp + (ptrdiff_t)p * GEN_NR;
+                for (int i = 0; i < GEN_MR; i++) {
+                    const float av = ai[(ptrdiff_t)i * lda + p];
+                    for (int j = 0; j < GEN_NR; j++) acc[i][j] += av * b[j];
+                }
+            }
+        } else {
+            for (int p = 0; p < kc; p++) {
+                const float *b = bp + (ptrdiff_t)p * GEN_NR;
+                for (int i = 0; i < mr; i++) {
+                    const float av = ai[(ptrdiff_t)i * lda + p];
+                    for (int j = 0; j < GEN_NR; j++) acc[i][j] += av * b[j];
+                }
+            }
+        }
+        for (int i = 0; i < mr; i++) {
+            float *ci = c + (ptrdiff_t)(i0 + i) * ldc;
+            const float *ri = e->r ? e->r + (ptrdiff_t)(i0 + i) * e->ldr : NULL;
+            for (int j = 0; j < nr; j++)
+                ci[j] = epi_scalar(acc[i][j], ci + j, ri ? ri + j : NULL, e->bias ? e->bias + j : NULL,
+                                   e->flags, e->act);
+        }
+    }
+}
+
+static const msam_gemm_kernel kernel_generic = {"generic", GEN_MR, GEN_NR, 512, generic_panel};
+
+/* ---- ISA choice --------------------------------------------------------------------------- */
+enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+static int hw_isa(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    /* __builtin_cpu_supports also checks that the OS saves the wide register state (XCR0). */
+    if (__builtin_cpu_supports("avx512f")) return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
+#endif
+    return ISA_GENERIC;
+}
+
+/* Computed once; racing first callers compute the same value, so a relaxed store is enough. */
+static atomic_int g_isa = -1;
+
+static int chosen_isa(void) {
+    int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
+    if (isa >= 0) return isa;
+    isa = hw_isa();
+    const char *cap = getenv("MSAM_ISA");
+    if (cap) {
+        int c = isa;
+        if (!strcmp(cap, "generic")) c = ISA_GENERIC;
+        else if (!strcmp(cap, "avx2")) c = ISA_AVX2;
+        else if (!strcmp(cap, "avx512")) c = ISA_AVX512;
+        if (c < isa) isa = c; /* a cap never raises the choice above what the CPU has */
+    }
+    atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
+    return isa;
+}
+
+static const msam_gemm_kernel *kernel_for(int isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa == ISA_AVX512) return &msam_gemm_kernel_avx512;
+    if (isa == ISA_AVX2) return &msam_gemm_kernel_avx2;
+#else
+    (void)isa;
+#endif
+    return &kernel_generic;
+}
+
+const char *msam_gemm_isa(void) { return kernel_for(chosen_isa())->name; }
+
+/* ---- packed B ----------------------------------------------------------------------------- */
+/* Panel p holds columns [p*NR, p*NR+NR) of B = W^T as k rows of NR floats (row kk at kk*NR),
+ * zero padded past column n, so a K block [k0, k0+kc) of a panel is one contiguous run and the
+ * kernel never needs a column mask on B. Panels are 64-byte aligned. */
+struct msam_packed_b {
+    int n, k, npanels;
+    const msam_gemm_kernel *kern;
+    float *data;
+    void *raw;
+};
+
+msam_packed_b *msam_pack_b(const float *w_nk, int n, int k) {
+    if (n < 0 || k < 0 || (!w_nk && (size_t)n * (size_t)k > 0)) return NULL;
+    const msam_gemm_kernel *kern = kernel_for(chosen_isa());
+    const int nr = kern->nr;
+    const size_t npanels = ((size_t)n + (size_t)nr - 1) / (size_t)nr;
+    const size_t per_panel = (size_t)k * (size_t)nr;
+    if (per_panel && npanels > (SIZE_MAX - 64) / sizeof(float) / per_panel) return NULL;
+    const size_t bytes = npanels * per_panel * sizeof(float);
+
+    msam_packed_b *b = (msam_packed_b *)calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->raw = malloc(bytes + 64);
+    if (!b->raw) {
+        free(b);
+        return NULL;
+    }
+    b->data = (float *)(((uintptr_t)b->raw + 63) & ~(uintptr_t)63);
+    b->n = n;
+    b->k = k;
+    b->npanels = (int)npanels;
+    b->kern = kern;
+    for (size_t p = 0; p < npanels; p++) {
+        float *dst = b->data + p * per_panel;
+        const int j0 = (int)p * nr;
+        const int jn = n - j0 < nr ? n - j0 : nr;
+        for (int kk = 0; kk < k; kk++) {
+            float *row = dst + (size_t)kk * (size_t)nr;
+            int j = 0;
+            for (; j < jn; j++) row[j] = w_nk[(size_t)(j0 + j) * (size_t)k + (size_t)kk];
+            for (; j < nr; j++) row[j] = 0.0f;
+        }
+    }
+    return b;
+}
+
+void msam_packed_b_free(msam_packed_b *b) {
+    if (!b) return;
+    free(b->raw);
+    free(b);
+}
+
+int msam_packed_b_n(const msam_packed_b *b) { return b ? b->n : 0; }
+int msam_packed_b_k(const msam_packed_b *b) { return b ? b->k : 0; }
+
+/* ---- driver ------------------------------------------------------------------------------- */
+typedef struct {
+    int M, n, k, nkb, kc, mc, mb, nb;
+    const float *A;
+    ptrdiff_t lda;
+    const msam_packed_b *B;
+    const float *bias;
+    msam_act act;
+    const float *R;
+    ptrdiff_t ldr;
+    float *C;
+    ptrdiff_t ldc;
+} gemm_job;
+
+/* One task: rows [m0, m1) x panels [p0, p1), every K block, the K loop outermost so the partial
+ * sums of a block stay in this thread's C tile (and a residual aliasing C is read first). */
+static void run_task(const gemm_job *J, int t) {
+    const msam_gemm_kernel *kern = J->B->kern;
+    const int nr = kern->nr;
+    const int mi = t / J->nb, ni = t % J->nb;
+    const int m0 = mi * J->mc;
+    const int m1 = m0 + J->mc < J->M ? m0 + J->mc : J->M;
+    if (m0 >= m1) return;
+    const int np = J->B->npanels;
+    const int p0 = (int)((long long)np * ni / J->nb), p1 = (int)((long long)np * (ni + 1) / J->nb);
+    const size_t per_panel = (size_t)J->k * (size_t)nr;
+    for (int kb = 0; kb < J->nkb; kb++) {
+        const int k0 = kb * J->kc;
+        const int kc = J->k - k0 < J->kc ? J->k - k0 : J->kc;
+        msam_gemm_epi e;
+        e.flags = (kb == 0 ? MSAM_EPI_FIRST : 0) | (kb == J->nkb - 1 ? MSAM_EPI_LAST : 0);
+        e.act = J->act;
+        e.ldr = J->ldr;
+        for (int p = p0; p < p1; p++) {
+            const int j0 = p * nr;
+            const int w = J->n - j0 < nr ? J->n - j0 : nr;
+            e.bias = J->bias ? J->bias + j0 : NULL;
+            e.r = J->R ? J->R + (ptrdiff_t)m0 * J->ldr + j0 : NULL;
+            kern->panel(m1 - m0, kc, J->A + (ptrdiff_t)m0 * J->lda + k0, J->lda,
+                        J->B->data + (size_t)p * per_panel + (size_t)k0 * (size_t)nr,
+                        J->C + (ptrdiff_t)m0 * J->ldc + j0, J->ldc, w, &e);
+        }
+    }
+}
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
+               msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc) {
+    if (M <= 0 || !B || !C || B->n <= 0) return;
+    const int n = B->n, k = B->k;
+    if (k == 0 || !A) {
+        /* empty sum: only the epilogue (A is not read, so may be NULL when k == 0) */
+        if (k != 0) return;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < n; j++) {
+                float v = (bias ? bias[j] : 0.0f) + (R ? R[(ptrdiff_t)i * ldr + j] : 0.0f);
+                C[(ptrdiff_t)i * ldc + j] = msam_apply_act(v, act);
+            }
+        return;
+    }
+    const msam_gemm_kernel *kern = B->kern;
+    gemm_job J;
+    J.M = M; J.n = n; J.k = k;
+    J.A = A; J.lda = lda; J.B = B; J.bias = bias; J.act = act;
+    J.R = R; J.ldr = ldr; J.C = C; J.ldc = ldc;
+
+    /* K blocks of equal size <= kc_max: a kc x NR panel of B stays in L1 while the kernel
+     * walks the rows of the task. */
+    J.nkb = ceil_div(k, kern->kc_max);
+    J.kc = ceil_div(k, J.nkb);
+
+    /* Row blocks: an mc x kc block of A (about 192 KiB) stays in L2 while every panel of the
+     * task passes over it. */
+    int mc = 49152 / J.kc;
+    if (mc > 480) mc = 480;
+    mc = mc / kern->mr * kern->mr;
+    if (mc < kern->mr) mc = kern->mr;
+
+    int threads = 1;
+#ifdef _OPENMP
+    threads = msam_threads();
+    if (threads < 1) threads = 1;
+    if (2.0 * M * n * k < 2.0e5) threads = 1; /* the fork would cost more than the work */
+#endif
+    int mb = ceil_div(M, mc), nb = 1;
+    if (threads > 1) {
+        if (mb >= threads) {
+            /* equal row blocks, a multiple of the thread count, so static shares are even */
+            mb = ceil_div(mb, threads) * threads;
+            mc = ceil_div(ceil_div(M, mb), kern->mr) * kern->mr;
+            mb = ceil_div(M, mc);
+        } else {
+            /* few rows: split the columns too */
+            nb = ceil_div(threads, mb);
+            if (nb > B->npanels) nb = B->npanels;
+        }
+    }
+    J.mc = mc; J.mb = mb; J.nb = nb;
+    const int tasks = mb * nb;
+    if (threads > tasks) threads = tasks;
+    if (threads <= 1) {
+        for (int t = 0; t < tasks; t++) run_task(&J, t);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < tasks; t++) run_task(&J, t);
+#endif
+}
+
+/* ---- reference ---------------------------------------------------------------------------- */
+void msam_gemm_ref(int M, int n, int k, const float *A, ptrdiff_t lda, const float *w_nk,
+                   const float *bias, msam_act act, const float *R, ptrdiff_t ldr, float *C,
+                   ptrdiff_t ldc) {
+    if (M <= 0 || n <= 0 || k < 0 || !C || (k > 0 && (!A || !w_nk))) return;
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < n; j++) {
+            double s = 0.0; /* double sum: the reference is the accurate side of comparisons */
+            for (int p = 0; p < k; p++)
+                s += (double)A[(ptrdiff_t)i * lda + p] * (double)w_nk[(ptrdiff_t)j * k + p];
+            if (bias) s += bias[j];
+            if (R) s += R[(ptrdiff_t)i * ldr + j]; /* read before C[i][j] is written (R may be C) */
+            C[(ptrdiff_t)i * ldc + j] = msam_apply_act((float)s, act);
+        }
+    }
+}

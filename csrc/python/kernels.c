@@ -1,0 +1,134 @@
+/* kernels.c - test hooks exposing single CPU kernels to Python (_gemm, _gemm_ref, _gemm_isa), so
+ * the tests can check a kernel against numpy in isolation from the model code. */
+#include "binding.h"
+
+#include <limits.h>
+
+#include "cpu/gemm.h"
+
+static PyObject *input_error(void) { return msam_py_InputError ? msam_py_InputError : PyExc_ValueError; }
+
+/* A borrowed reference to obj as a float32 ndarray of ndim dimensions, native byte order, aligned
+ * and C-contiguous, else NULL with an error naming the argument. */
+static PyArrayObject *as_f32(PyObject *obj, const char *name, int ndim) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(input_error(), "%s must be a numpy.ndarray", name);
+        return NULL;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    if (PyArray_TYPE(arr) != NPY_FLOAT32 || !PyArray_ISNOTSWAPPED(arr)) {
+        PyErr_Format(input_error(), "%s must have dtype float32", name);
+        return NULL;
+    }
+    if (PyArray_NDIM(arr) != ndim) {
+        PyErr_Format(input_error(), "%s must have %d dimension%s, got %d", name, ndim, ndim == 1 ? "" : "s",
+                     PyArray_NDIM(arr));
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(arr) || !PyArray_ISALIGNED(arr)) {
+        PyErr_Format(input_error(), "%s must be C-contiguous and aligned", name);
+        return NULL;
+    }
+    for (int d = 0; d < ndim; d++) {
+        if (PyArray_DIM(arr, d) > INT_MAX) {
+            PyErr_Format(input_error(), "%s is too large", name);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static PyObject *gemm_common(PyObject *args, PyObject *kwargs, int use_ref) {
+    static char *kwlist[] = {"a", "w", "bias", "act", "residual", NULL};
+    PyObject *a_obj, *w_obj, *bias_obj = Py_None, *res_obj = Py_None;
+    int act = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OiO", kwlist, &a_obj, &w_obj, &bias_obj, &act,
+                                     &res_obj))
+        return NULL;
+    PyArrayObject *a = as_f32(a_obj, "a", 2);
+    if (!a) return NULL;
+    PyArrayObject *w = as_f32(w_obj, "w", 2);
+    if (!w) return NULL;
+    const int M = (int)PyArray_DIM(a, 0), K = (int)PyArray_DIM(a, 1), N = (int)PyArray_DIM(w, 0);
+    if ((int)PyArray_DIM(w, 1) != K) {
+        PyErr_Format(input_error(), "w must have shape (N, %d) to match a, got (%d, %d)", K, N,
+                     (int)PyArray_DIM(w, 1));
+        return NULL;
+    }
+    const float *bias = NULL, *res = NULL;
+    if (bias_obj != Py_None) {
+        PyArrayObject *b = as_f32(bias_obj, "bias", 1);
+        if (!b) return NULL;
+        if ((int)PyArray_DIM(b, 0) != N) {
+            PyErr_Format(input_error(), "bias must have shape (%d,), got (%d,)", N, (int)PyArray_DIM(b, 0));
+            return NULL;
+        }
+        bias = (const float *)PyArray_DATA(b);
+    }
+    if (res_obj != Py_None) {
+        PyArrayObject *r = as_f32(res_obj, "residual", 2);
+        if (!r) return NULL;
+        if ((int)PyArray_DIM(r, 0) != M || (int)PyArray_DIM(r, 1) != N) {
+            PyErr_Format(input_error(), "residual must have shape (%d, %d), got (%d, %d)", M, N,
+                         (int)PyArray_DIM(r, 0), (int)PyArray_DIM(r, 1));
+            return NULL;
+        }
+        res = (const float *)PyArray_DATA(r);
+    }
+    if (act != MSAM_ACT_NONE && act != MSAM_ACT_GELU && act != MSAM_ACT_RELU) {
+        PyErr_Format(input_error(), "act must be 0 (none), 1 (gelu) or 2 (relu), got %d", act);
+        return NULL;
+    }
+    npy_intp dims[2] = {M, N};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    const float *A = (const float *)PyArray_DATA(a), *W = (const float *)PyArray_DATA(w);
+    float *C = (float *)PyArray_DATA(out);
+    int nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (use_ref) {
+        msam_gemm_ref(M, N, K, A, K, W, bias, (msam_act)act, res, N, C, N);
+    } else {
+        msam_packed_b *B = msam_pack_b(W, N, K);
+        if (B) {
+            msam_gemm(M, A, K, B, bias, (msam_act)act, res, N, C, N);
+            msam_packed_b_free(B);
+        } else {
+            nomem = 1;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    return gemm_common(args, kwargs, 0);
+}
+
+static PyObject *py_gemm_ref(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    return gemm_common(args, kwargs, 1);
+}
+
+static PyObject *py_gemm_isa(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyUnicode_FromString(msam_gemm_isa());
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"_gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
+     "_gemm(a, w, bias=None, act=0, residual=None) -> act(a @ w.T + bias + residual), float32,\n"
+     "through the packed, threaded kernel (test hook). act: 0 none, 1 gelu (erf), 2 relu."},
+    {"_gemm_ref", (PyCFunction)(void (*)(void))py_gemm_ref, METH_VARARGS | METH_KEYWORDS,
+     "_gemm_ref(a, w, bias=None, act=0, residual=None): the same through the plain reference."},
+    {"_gemm_isa", py_gemm_isa, METH_NOARGS,
+     "_gemm_isa() -> 'avx512', 'avx2' or 'generic': the GEMM kernel in use (MSAM_ISA caps it)."},
+    {NULL, NULL, 0, NULL}};
+
+int msam_py_add_kernels(PyObject *m) { return PyModule_AddFunctions(m, kernel_methods); }
