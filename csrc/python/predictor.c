@@ -157,8 +157,8 @@ static PyObject *Predictor_set_image(PyObject *self, PyObject *args, PyObject *k
         Py_DECREF(arr);
         return PyErr_Format(msam_py_InputError, "image sides must be at most %d pixels", 1 << 20);
     }
-    /* the resampler reads channels 1 byte apart and non-negative row/pixel steps */
-    if (PyArray_STRIDE(arr, 2) != 1 || PyArray_STRIDE(arr, 0) < 0 || PyArray_STRIDE(arr, 1) < 0) {
+    /* the resampler takes any row/pixel steps (negative too) but channels 1 byte apart */
+    if (PyArray_STRIDE(arr, 2) != 1) {
         PyArrayObject *c = (PyArrayObject *)PyArray_NewCopy(arr, NPY_CORDER);
         Py_DECREF(arr);
         if (!(arr = c)) return NULL;
