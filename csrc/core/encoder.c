@@ -25,6 +25,28 @@ static const struct {
 
 static int merge_stride(int out_dim) { return out_dim == 320 ? 1 : 2; }
 
+#define BAND_BYTES ((size_t)4 << 20) /* conv1 output rows per band of conv3_forward */
+
+/* Output rows per band of conv3_forward: about BAND_BYTES of conv1 rows, or the whole map when
+ * output rows are longer than the input rows they overwrite (the stride-1 merge to 320), as a
+ * band's output could then overtake input rows still to be read. */
+static int conv3_band(int side, int cin, int hidden, int cout, int stride) {
+    const int so = (side + stride - 1) / stride;
+    if ((size_t)so * cout > (size_t)side * cin * stride) return so;
+    size_t rows = BAND_BYTES / ((size_t)stride * side * hidden * sizeof(float));
+    if (rows < 1) rows = 1;
+    return rows < (size_t)so ? (int)rows : so;
+}
+
+/* Floats of b->h1 / b->h2 that conv3_forward needs. */
+static void conv3_sizes(int side, int cin, int hidden, int cout, int stride, size_t *h1, size_t *h2) {
+    const int so = (side + stride - 1) / stride, band = conv3_band(side, cin, hidden, cout, stride);
+    int rows = stride * band + 2;
+    if (rows > side) rows = side;
+    *h1 = (size_t)rows * side * hidden;
+    *h2 = (size_t)((rows + stride - 1) / stride) * so * hidden;
+}
+
 typedef struct {
     float *w9c, *b; /* op memory: depthwise taps [9][c] and bias [c], BatchNorm folded */
 } enc_dw;
@@ -195,8 +217,10 @@ static void plan_workspace(msam_encoder *e) {
     const int s0 = LAYER[0].side, half = IMG / 2;
     AT_LEAST(h1, (size_t)half * half * PE_MID);
     AT_LEAST(x, (size_t)s0 * s0 * LAYER[0].dim);
-    AT_LEAST(h1, (size_t)s0 * s0 * LAYER[0].dim * MB_EXPAND);
-    AT_LEAST(h2, (size_t)s0 * s0 * LAYER[0].dim * MB_EXPAND);
+    size_t c1, c2;
+    conv3_sizes(s0, LAYER[0].dim, LAYER[0].dim * MB_EXPAND, LAYER[0].dim, 1, &c1, &c2);
+    AT_LEAST(h1, c1);
+    AT_LEAST(h2, c2);
     for (int l = 1; l < 4; l++) {
         const size_t r = (size_t)LAYER[l].side * LAYER[l].side, c = (size_t)LAYER[l].dim;
         AT_LEAST(x, r * c);
@@ -208,8 +232,9 @@ static void plan_workspace(msam_encoder *e) {
     for (int l = 0; l < 3; l++) {
         const int side = LAYER[l].side, cout = LAYER[l + 1].dim;
         const size_t so = (size_t)(side + merge_stride(cout) - 1) / merge_stride(cout);
-        AT_LEAST(h1, (size_t)side * side * cout);
-        AT_LEAST(h2, so * so * cout);
+        conv3_sizes(side, LAYER[l].dim, cout, cout, merge_stride(cout), &c1, &c2);
+        AT_LEAST(h1, c1);
+        AT_LEAST(h2, c2);
         AT_LEAST(x, so * so * cout);
     }
     AT_LEAST(h1, (size_t)LAYER[3].side * LAYER[3].side * NECK);
@@ -337,18 +362,45 @@ typedef struct {
     void *scratch;
 } enc_bufs;
 
-/* 1x1 -> GELU -> dw 3x3 (stride) -> GELU -> 1x1 on the side x side x cin map in b->x, result in
- * b->x. MBConv (residual != 0) adds its input before a final GELU, fused into the last linear. */
+/* 1x1 -> GELU -> dw 3x3 (stride) -> GELU -> 1x1 on the side x side x cin map in b->x, result
+ * in b->x; MBConv (residual) adds its input before a final GELU, fused into the last linear.
+ * Runs in bands of output rows so the wide hidden maps stay in cache: conv1 rows are computed
+ * once (the rows a band shares with the next are carried over), the depthwise conv runs on the
+ * band's rows plus halo as a small map (its outputs for halo rows are discarded), and conv3
+ * writes the band over input rows no later band reads. */
 static void conv3_forward(const enc_bufs *b, const enc_conv3 *m, int side, int cin, int hidden,
                           int cout, int stride, int residual) {
     const msam_ops *o = b->o;
-    const int so = (side + stride - 1) / stride;
-    o->linear(b->h1, hidden, b->x, cin, side * side, m->c1, MSAM_ACT_GELU, NULL, 0);
-    o->dwconv3x3(b->h2, b->h1, side, side, hidden, stride, m->c2.w9c, m->c2.b, MSAM_ACT_GELU);
-    if (residual)
-        o->linear(b->x, cout, b->h2, hidden, so * so, m->c3, MSAM_ACT_GELU, b->x, cout);
-    else
-        o->linear(b->x, cout, b->h2, hidden, so * so, m->c3, MSAM_ACT_NONE, NULL, 0);
+    const int so = (side + stride - 1) / stride, band = conv3_band(side, cin, hidden, cout, stride);
+    const size_t row_x = (size_t)side * cin, row_h1 = (size_t)side * hidden;
+    const size_t row_h2 = (size_t)so * hidden, row_y = (size_t)so * cout;
+    int lo = 0, have = 0; /* b->h1 holds conv1 rows [lo, lo + have) */
+    for (int o0 = 0; o0 < so; o0 += band) {
+        const int o1 = o0 + band < so ? o0 + band : so;
+        /* input rows whose depthwise outputs give rows [o0, o1); for stride 2 the band starts
+         * on an even row so the small map's outputs fall on the map's output grid */
+        int need_lo = stride == 1 ? o0 - 1 : 2 * o0 - 2, need_hi = stride == 1 ? o1 + 1 : 2 * o1;
+        if (need_lo < 0) need_lo = 0;
+        if (need_hi > side) need_hi = side;
+        if (need_lo > lo) {
+            const int keep = lo + have - need_lo > 0 ? lo + have - need_lo : 0;
+            if (keep > 0) /* carried rows to the front (activate with no activation copies) */
+                o->activate(b->h1, b->h1 + (size_t)(need_lo - lo) * row_h1, (size_t)keep * row_h1,
+                            MSAM_ACT_NONE);
+            lo = need_lo;
+            have = keep;
+        }
+        const int r0 = lo + have;
+        if (need_hi > r0)
+            o->linear(b->h1 + (size_t)have * row_h1, hidden, b->x + (size_t)r0 * row_x, cin,
+                      (need_hi - r0) * side, m->c1, MSAM_ACT_GELU, NULL, 0);
+        have = need_hi - lo;
+        o->dwconv3x3(b->h2, b->h1, have, side, hidden, stride, m->c2.w9c, m->c2.b, MSAM_ACT_GELU);
+        const float *h2 = b->h2 + (size_t)(o0 - lo / stride) * row_h2;
+        float *y = b->x + (size_t)o0 * row_y;
+        o->linear(y, cout, h2, hidden, (o1 - o0) * so, m->c3, residual ? MSAM_ACT_GELU : MSAM_ACT_NONE,
+                  residual ? y : NULL, cout);
+    }
 }
 
 /* TinyViTBlock: x += proj(window_attention(qkv(LN(x)))); t = local_conv(x); x = t + mlp(t). */
