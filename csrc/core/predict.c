@@ -84,17 +84,19 @@ msam_status msam_session_set_embedding(msam_session *s, const float *chw, ptrdif
     msam_status st;
     if ((st = check_session(s, err))) return st;
     if (!chw) return msam_fail(err, MSAM_ERR_ARG, "embedding must not be NULL");
+    /* validate everything first so a rejected embedding leaves the current image intact */
+    for (int c = 0; c < MSAM_EMB; c++)
+        for (int y = 0; y < MSAM_GRID; y++)
+            for (int x = 0; x < MSAM_GRID; x++)
+                if (!isfinite(chw[c * stride_c + y * stride_y + x * stride_x]))
+                    return msam_fail(err, MSAM_ERR_ARG, "embedding has a non-finite value at (%d, %d, %d)", c, y, x);
     s->has_image = 0;
     s->proj0_valid = 0;
     float *e = s->embedding; /* channels-last */
     for (int c = 0; c < MSAM_EMB; c++)
         for (int y = 0; y < MSAM_GRID; y++)
-            for (int x = 0; x < MSAM_GRID; x++) {
-                float v = chw[c * stride_c + y * stride_y + x * stride_x];
-                if (!isfinite(v))
-                    return msam_fail(err, MSAM_ERR_ARG, "embedding has a non-finite value at (%d, %d, %d)", c, y, x);
-                e[((size_t)y * MSAM_GRID + x) * MSAM_EMB + c] = v;
-            }
+            for (int x = 0; x < MSAM_GRID; x++)
+                e[((size_t)y * MSAM_GRID + x) * MSAM_EMB + c] = chw[c * stride_c + y * stride_y + x * stride_x];
     s->has_image = 1;
     return MSAM_OK;
 }

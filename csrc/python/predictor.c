@@ -229,7 +229,8 @@ static PyObject *run_torch_image(PredictorObject *p, PyObject *image, int oh, in
         PyArray_DIM(arr, 3) > IMG || PyArray_DIM(arr, 2) < 1 || PyArray_DIM(arr, 3) < 1) {
         PyObject *shape = PyObject_GetAttrString((PyObject *)arr, "shape");
         PyErr_Format(msam_py_InputError,
-                     "set_torch_image input must be BCHW with long side %d (1x3xHxW, the other side <= %d), got shape %R",
+                     "set_torch_image input must be BCHW with long side %d: transformed_image must be 1x3xHxW "
+                     "with max(H, W) == %d, got shape %R",
                      IMG, IMG, shape);
         Py_XDECREF(shape);
         Py_DECREF(arr);
