@@ -74,7 +74,7 @@ struct msam_encoder {
     msam_linear *neck0, *neck2;
     msam_norm_w neck1, neck3;
     /* workspace layout: byte offsets of the buffers and the total */
-    size_t off_x, off_t, off_h1, off_h2, off_scratch, ws_bytes;
+    size_t off_x, off_x2, off_t, off_h1, off_h2, off_scratch, ws_bytes;
 };
 
 /* ---- loading -------------------------------------------------------------------------- */
@@ -209,33 +209,38 @@ static msam_status block_load(enc_block *b, const msam_ops *ops, const msam_weig
     return MSAM_OK;
 }
 
-/* Buffer sizes follow the forward pass below: X holds the running map, T a block's map after
- * local_conv, H1/H2 the wide intermediates (hidden layers, qkv, im2col'd patch-embed input). */
+/* Buffer sizes follow the forward pass below: x and x2 hold running maps (a block reads one and
+ * writes the other), t a band of local_conv rows, h1/h2 band intermediates (conv1/dw rows, qkv,
+ * attention, MLP hidden) and the patch embedding's 512x512x32 map. */
 static void plan_workspace(msam_encoder *e) {
-    size_t x = 0, t = 0, h1 = 0, h2 = 0, scr = 0;
+    size_t x = 0, x2 = 0, t = 0, h1 = 0, h2 = 0, scr = 0, c1, c2;
 #define AT_LEAST(v, n) do { if ((size_t)(n) > (v)) (v) = (size_t)(n); } while (0)
     const int s0 = LAYER[0].side, half = IMG / 2;
     AT_LEAST(h1, (size_t)half * half * PE_MID);
     AT_LEAST(x, (size_t)s0 * s0 * LAYER[0].dim);
-    size_t c1, c2;
     conv3_sizes(s0, LAYER[0].dim, LAYER[0].dim * MB_EXPAND, LAYER[0].dim, 1, &c1, &c2);
     AT_LEAST(h1, c1);
     AT_LEAST(h2, c2);
-    for (int l = 1; l < 4; l++) {
-        const size_t r = (size_t)LAYER[l].side * LAYER[l].side, c = (size_t)LAYER[l].dim;
-        AT_LEAST(x, r * c);
-        AT_LEAST(t, r * c);
-        AT_LEAST(h1, r * c);
-        AT_LEAST(h2, r * c * 3);
-        AT_LEAST(h2, r * c * MLP_RATIO);
-    }
     for (int l = 0; l < 3; l++) {
-        const int side = LAYER[l].side, cout = LAYER[l + 1].dim;
-        const size_t so = (size_t)(side + merge_stride(cout) - 1) / merge_stride(cout);
-        conv3_sizes(side, LAYER[l].dim, cout, cout, merge_stride(cout), &c1, &c2);
+        const int side = LAYER[l].side, cout = LAYER[l + 1].dim, st = merge_stride(cout);
+        const size_t so = (size_t)(side + st - 1) / st;
+        conv3_sizes(side, LAYER[l].dim, cout, cout, st, &c1, &c2);
         AT_LEAST(h1, c1);
         AT_LEAST(h2, c2);
         AT_LEAST(x, so * so * cout);
+        if (l > 0) AT_LEAST(x2, so * so * cout); /* a merge after blocks may run in x2 */
+    }
+    for (int l = 1; l < 4; l++) {
+        /* block_forward bands: attention on win rows, the MLP half on at most win + 1 rows
+         * (local_conv on at most win + 3) */
+        const size_t side = (size_t)LAYER[l].side, c = (size_t)LAYER[l].dim, win = (size_t)LAYER[l].win;
+        const size_t ra = (win < side ? win : side) * side, rb = (win + 1 < side ? win + 1 : side) * side;
+        AT_LEAST(x, side * side * c);
+        AT_LEAST(x2, side * side * c);
+        AT_LEAST(t, (win + 3 < side ? win + 3 : side) * side * c);
+        AT_LEAST(h1, (ra > rb ? ra : rb) * c);
+        AT_LEAST(h2, ra * 3 * c);
+        AT_LEAST(h2, rb * MLP_RATIO * c);
     }
     AT_LEAST(h1, (size_t)LAYER[3].side * LAYER[3].side * NECK);
     AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(IMG, IMG, 3, 2));
@@ -246,6 +251,7 @@ static void plan_workspace(msam_encoder *e) {
 #define PLACE(off, bytes) do { (off) = total; total += ((bytes) + 63) & ~(size_t)63; } while (0)
     size_t total = 0;
     PLACE(e->off_x, x * sizeof(float));
+    PLACE(e->off_x2, x2 * sizeof(float));
     PLACE(e->off_t, t * sizeof(float));
     PLACE(e->off_h1, h1 * sizeof(float));
     PLACE(e->off_h2, h2 * sizeof(float));
@@ -356,9 +362,11 @@ size_t msam_encoder_workspace_bytes(const msam_encoder *e) { return e ? e->ws_by
 
 /* ---- forward -------------------------------------------------------------------------- */
 
+/* x: the running map; x2: a block's output map (then swapped with x); t: local_conv rows;
+ * h1/h2: band intermediates; scratch: conv3x3 im2col. */
 typedef struct {
     const msam_ops *o;
-    float *x, *t, *h1, *h2;
+    float *x, *x2, *t, *h1, *h2;
     void *scratch;
 } enc_bufs;
 
@@ -403,20 +411,39 @@ static void conv3_forward(const enc_bufs *b, const enc_conv3 *m, int side, int c
     }
 }
 
-/* TinyViTBlock: x += proj(window_attention(qkv(LN(x)))); t = local_conv(x); x = t + mlp(t). */
+/* TinyViTBlock on the side x side x dim map x, result in xo:
+ *   x += proj(window_attention(qkv(LN(x))));  t = local_conv(x);  xo = t + mlp(t).
+ * Runs in bands of one window row so the qkv and MLP intermediates stay in cache. Attention of
+ * band [a, b) only needs its own rows (windows start at a), and its result replaces x[a, b).
+ * local_conv needs the rows around it, so the MLP half lags one row: after band [a, b) it runs
+ * on rows [c, d) with d = b - 1 (the whole rest at the bottom), reading x[c - 1, d + 1) as a
+ * small map whose halo rows' outputs are discarded. */
 static void block_forward(const enc_bufs *b, const enc_block *k, int side, int dim, int heads,
-                          int win) {
+                          int win, float *x, float *xo) {
     const msam_ops *o = b->o;
-    const int rows = side * side, dh = dim / heads;
-    o->layernorm(b->h1, b->x, rows, dim, k->norm1.g, k->norm1.b, 1e-5f);
-    o->linear(b->h2, 3 * dim, b->h1, dim, rows, k->qkv, MSAM_ACT_NONE, NULL, 0);
-    o->window_attention(b->h1, b->h2, k->pad_qkv, side, side, win, heads, dh, k->bias,
-                        1.0f / sqrtf((float)dh));
-    o->linear(b->x, dim, b->h1, dim, rows, k->proj, MSAM_ACT_NONE, b->x, dim);
-    o->dwconv3x3(b->t, b->x, side, side, dim, 1, k->local.w9c, k->local.b, MSAM_ACT_NONE);
-    o->layernorm(b->h1, b->t, rows, dim, k->norm2.g, k->norm2.b, 1e-5f);
-    o->linear(b->h2, MLP_RATIO * dim, b->h1, dim, rows, k->fc1, MSAM_ACT_GELU, NULL, 0);
-    o->linear(b->x, dim, b->h2, MLP_RATIO * dim, rows, k->fc2, MSAM_ACT_NONE, b->t, dim);
+    const int dh = dim / heads;
+    const size_t row = (size_t)side * dim;
+    int c = 0; /* rows [0, c) of xo are done */
+    for (int a = 0; a < side; a += win) {
+        const int bnd = a + win < side ? a + win : side, n = (bnd - a) * side;
+        float *xa = x + (size_t)a * row;
+        o->layernorm(b->h1, xa, n, dim, k->norm1.g, k->norm1.b, 1e-5f);
+        o->linear(b->h2, 3 * dim, b->h1, dim, n, k->qkv, MSAM_ACT_NONE, NULL, 0);
+        o->window_attention(b->h1, b->h2, k->pad_qkv, bnd - a, side, win, heads, dh, k->bias,
+                            1.0f / sqrtf((float)dh));
+        o->linear(xa, dim, b->h1, dim, n, k->proj, MSAM_ACT_NONE, xa, dim);
+
+        const int d = bnd == side ? side : bnd - 1;
+        if (d <= c) continue;
+        const int lo = c > 0 ? c - 1 : 0, hi = d + 1 < side ? d + 1 : side, m = (d - c) * side;
+        const float *t = b->t + (size_t)(c - lo) * row; /* local_conv output of row c */
+        o->dwconv3x3(b->t, x + (size_t)lo * row, hi - lo, side, dim, 1, k->local.w9c,
+                     k->local.b, MSAM_ACT_NONE);
+        o->layernorm(b->h1, t, m, dim, k->norm2.g, k->norm2.b, 1e-5f);
+        o->linear(b->h2, MLP_RATIO * dim, b->h1, dim, m, k->fc1, MSAM_ACT_GELU, NULL, 0);
+        o->linear(xo + (size_t)c * row, dim, b->h2, MLP_RATIO * dim, m, k->fc2, MSAM_ACT_NONE, t, dim);
+        c = d;
+    }
 }
 
 msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *out,
@@ -429,8 +456,8 @@ msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *o
         return msam_fail(err, MSAM_ERR_ARG, "stage_fn is only supported on the CPU backend");
     const msam_ops *o = e->ops;
     char *ws = workspace;
-    const enc_bufs b = {o, (float *)(ws + e->off_x), (float *)(ws + e->off_t),
-                        (float *)(ws + e->off_h1), (float *)(ws + e->off_h2), ws + e->off_scratch};
+    enc_bufs b = {o, (float *)(ws + e->off_x), (float *)(ws + e->off_x2), (float *)(ws + e->off_t),
+                  (float *)(ws + e->off_h1), (float *)(ws + e->off_h2), ws + e->off_scratch};
 #define STAGE(name, data, side, c) \
     do { if (stage_fn) stage_fn(stage_user, name, data, side, side, c); } while (0)
 
@@ -445,8 +472,12 @@ msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *o
         for (int i = 0; i < LAYER[l].depth; i++) {
             if (l == 0)
                 conv3_forward(&b, &e->mb[i], side, dim, dim * MB_EXPAND, dim, 1, 1);
-            else
-                block_forward(&b, &e->blk[bi++], side, dim, LAYER[l].heads, LAYER[l].win);
+            else {
+                block_forward(&b, &e->blk[bi++], side, dim, LAYER[l].heads, LAYER[l].win, b.x, b.x2);
+                float *tmp = b.x; /* the block's output becomes the running map */
+                b.x = b.x2;
+                b.x2 = tmp;
+            }
         }
         static const char *const names[4] = {"layers.0", "layers.1", "layers.2", "layers.3"};
         if (l < 3) {
