@@ -31,41 +31,46 @@ static inline float epi_scalar(float v, const float *c, const float *r, const fl
     return (flags & MSAM_EPI_LAST) ? msam_apply_act(v, act) : v;
 }
 
-static void generic_panel(int m, int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                          ptrdiff_t ldc, int nr, const msam_gemm_epi *e) {
+static void generic_block(int m, int n, int kc, const float *a, ptrdiff_t lda, const float *b,
+                          size_t panel_stride, float *c, ptrdiff_t ldc, const msam_gemm_epi *e) {
     for (int i0 = 0; i0 < m; i0 += GEN_MR) {
         const int mr = m - i0 < GEN_MR ? m - i0 : GEN_MR;
         const float *ai = a + (ptrdiff_t)i0 * lda;
-        float acc[GEN_MR][GEN_NR];
-        memset(acc, 0, sizeof acc);
-        if (mr == GEN_MR) {
-            for (int p = 0; p < kc; p++) {
-                const float *b = bp + (ptrdiff_t)p * GEN_NR;
-                for (int i = 0; i < GEN_MR; i++) {
-                    const float av = ai[(ptrdiff_t)i * lda + p];
-                    for (int j = 0; j < GEN_NR; j++) acc[i][j] += av * b[j];
+        for (int j0 = 0, p = 0; j0 < n; j0 += GEN_NR, p++) {
+            const int nr = n - j0 < GEN_NR ? n - j0 : GEN_NR;
+            const float *bp = b + (size_t)p * panel_stride;
+            float acc[GEN_MR][GEN_NR];
+            memset(acc, 0, sizeof acc);
+            if (mr == GEN_MR) {
+                for (int q = 0; q < kc; q++) {
+                    const float *bq = bp + (ptrdiff_t)q * GEN_NR;
+                    for (int i = 0; i < GEN_MR; i++) {
+                        const float av = ai[(ptrdiff_t)i * lda + q];
+                        for (int j = 0; j < GEN_NR; j++) acc[i][j] += av * bq[j];
+                    }
+                }
+            } else {
+                for (int q = 0; q < kc; q++) {
+                    const float *bq = bp + (ptrdiff_t)q * GEN_NR;
+                    for (int i = 0; i < mr; i++) {
+                        const float av = ai[(ptrdiff_t)i * lda + q];
+                        for (int j = 0; j < GEN_NR; j++) acc[i][j] += av * bq[j];
+                    }
                 }
             }
-        } else {
-            for (int p = 0; p < kc; p++) {
-                const float *b = bp + (ptrdiff_t)p * GEN_NR;
-                for (int i = 0; i < mr; i++) {
-                    const float av = ai[(ptrdiff_t)i * lda + p];
-                    for (int j = 0; j < GEN_NR; j++) acc[i][j] += av * b[j];
-                }
+            for (int i = 0; i < mr; i++) {
+                float *ci = c + (ptrdiff_t)(i0 + i) * ldc + j0;
+                const float *ri = e->r ? e->r + (ptrdiff_t)(i0 + i) * e->ldr + j0 : NULL;
+                const float *bias = e->bias ? e->bias + j0 : NULL;
+                for (int j = 0; j < nr; j++)
+                    ci[j] = epi_scalar(acc[i][j], ci + j, ri ? ri + j : NULL, bias ? bias + j : NULL,
+                                       e->flags, e->act);
             }
-        }
-        for (int i = 0; i < mr; i++) {
-            float *ci = c + (ptrdiff_t)(i0 + i) * ldc;
-            const float *ri = e->r ? e->r + (ptrdiff_t)(i0 + i) * e->ldr : NULL;
-            for (int j = 0; j < nr; j++)
-                ci[j] = epi_scalar(acc[i][j], ci + j, ri ? ri + j : NULL, e->bias ? e->bias + j : NULL,
-                                   e->flags, e->act);
         }
     }
 }
 
-static const msam_gemm_kernel kernel_generic = {"generic", GEN_MR, GEN_NR, 512, generic_panel};
+static const msam_gemm_kernel kernel_generic = {"generic", GEN_MR, GEN_NR, 512, generic_block};
 
 /* ---- ISA choice --------------------------------------------------------------------------- */
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
@@ -181,7 +186,9 @@ typedef struct {
 } gemm_job;
 
 /* One task: rows [m0, m1) x panels [p0, p1), every K block, the K loop outermost so the partial
- * sums of a block stay in this thread's C tile (and a residual aliasing C is read first). */
+ * sums of a block stay in this thread's C tile (and a residual aliasing C is read first). The
+ * panels go to the kernel in chunks of about 192 KiB of B, which stay in L2 while the kernel
+ * passes every MR-row sliver of A over them. */
 static void run_task(const gemm_job *J, int t) {
     const msam_gemm_kernel *kern = J->B->kern;
     const int nr = kern->nr;
@@ -192,6 +199,8 @@ static void run_task(const gemm_job *J, int t) {
     const int np = J->B->npanels;
     const int p0 = (int)((long long)np * ni / J->nb), p1 = (int)((long long)np * (ni + 1) / J->nb);
     const size_t per_panel = (size_t)J->k * (size_t)nr;
+    int chunk = (int)((192u << 10) / ((size_t)J->kc * (size_t)nr * sizeof(float)));
+    if (chunk < 1) chunk = 1;
     for (int kb = 0; kb < J->nkb; kb++) {
         const int k0 = kb * J->kc;
         const int kc = J->k - k0 < J->kc ? J->k - k0 : J->kc;
@@ -199,14 +208,15 @@ static void run_task(const gemm_job *J, int t) {
         e.flags = (kb == 0 ? MSAM_EPI_FIRST : 0) | (kb == J->nkb - 1 ? MSAM_EPI_LAST : 0);
         e.act = J->act;
         e.ldr = J->ldr;
-        for (int p = p0; p < p1; p++) {
+        for (int p = p0; p < p1; p += chunk) {
+            const int pe = p + chunk < p1 ? p + chunk : p1;
             const int j0 = p * nr;
-            const int w = J->n - j0 < nr ? J->n - j0 : nr;
+            const int j1 = pe * nr < J->n ? pe * nr : J->n;
             e.bias = J->bias ? J->bias + j0 : NULL;
             e.r = J->R ? J->R + (ptrdiff_t)m0 * J->ldr + j0 : NULL;
-            kern->panel(m1 - m0, kc, J->A + (ptrdiff_t)m0 * J->lda + k0, J->lda,
-                        J->B->data + (size_t)p * per_panel + (size_t)k0 * (size_t)nr,
-                        J->C + (ptrdiff_t)m0 * J->ldc + j0, J->ldc, w, &e);
+            kern->block(m1 - m0, j1 - j0, kc, J->A + (ptrdiff_t)m0 * J->lda + k0, J->lda,
+                        J->B->data + (size_t)p * per_panel + (size_t)k0 * (size_t)nr, per_panel,
+                        J->C + (ptrdiff_t)m0 * J->ldc + j0, J->ldc, &e);
         }
     }
 }

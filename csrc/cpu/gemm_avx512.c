@@ -70,30 +70,35 @@ INL void tile(const int rows, int kc, const float *a, ptrdiff_t lda, const float
     }
 }
 
-static TGT void panel_avx512(int m, int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                             ptrdiff_t ldc, int nr, const msam_gemm_epi *e) {
-    int i = 0;
-    for (; i + MR <= m; i += MR)
-        tile(MR, kc, a + (ptrdiff_t)i * lda, lda, bp, c + (ptrdiff_t)i * ldc, ldc, nr, e,
-             e->r ? e->r + (ptrdiff_t)i * e->ldr : NULL);
-    const int rest = m - i;
-    if (rest <= 0) return;
-    const float *ai = a + (ptrdiff_t)i * lda;
-    float *ci = c + (ptrdiff_t)i * ldc;
-    const float *ri = e->r ? e->r + (ptrdiff_t)i * e->ldr : NULL;
-    switch (rest) {
-    case 1: tile(1, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
-    case 2: tile(2, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
-    case 3: tile(3, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
-    case 4: tile(4, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
-    case 5: tile(5, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
-    case 6: tile(6, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
-    default: tile(7, kc, ai, lda, bp, ci, ldc, nr, e, ri); break;
+static TGT void block_avx512(int m, int n, int kc, const float *a, ptrdiff_t lda, const float *b,
+                          size_t panel_stride, float *c, ptrdiff_t ldc, const msam_gemm_epi *e0) {
+    msam_gemm_epi e = *e0;
+    for (int i = 0; i < m; i += MR) {
+        const int rows = m - i < MR ? m - i : MR;
+        const float *ai = a + (ptrdiff_t)i * lda;
+        float *ci = c + (ptrdiff_t)i * ldc;
+        const float *ri = e0->r ? e0->r + (ptrdiff_t)i * e0->ldr : NULL;
+        for (int j = 0, p = 0; j < n; j += NR, p++) {
+            const int w = n - j < NR ? n - j : NR;
+            const float *bj = b + (size_t)p * panel_stride, *rj = ri ? ri + j : NULL;
+            float *cj = ci + j;
+            e.bias = e0->bias ? e0->bias + j : NULL;
+            switch (rows) {
+            case MR: tile(MR, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            case 1: tile(1, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            case 2: tile(2, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            case 3: tile(3, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            case 4: tile(4, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            case 5: tile(5, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            case 6: tile(6, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            default: tile(7, kc, ai, lda, bj, cj, ldc, w, &e, rj); break;
+            }
+        }
     }
 }
 
 /* kc_max 256: a 256 x 32 panel of B is 32 KiB; AVX-512 parts have 48 KiB L1d or more. */
-const msam_gemm_kernel msam_gemm_kernel_avx512 = {"avx512", MR, NR, 256, panel_avx512};
+const msam_gemm_kernel msam_gemm_kernel_avx512 = {"avx512", MR, NR, 256, block_avx512};
 
 #else
 typedef int msam_gemm_avx512_unused;
