@@ -39,4 +39,10 @@ void msam_cpu_window_attention_ref(float *y, const float *qkv, const float *pad_
                                    int w, int win, int heads, int dh, const float *bias,
                                    float scale);
 
+/* attention.c: the decoder's plain multi-head attention (ops->attention) */
+void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
+                        const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+void msam_cpu_attention_ref(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
+                            const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+
 #endif

@@ -50,11 +50,12 @@ static void cpu_linear(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, i
     msam_gemm(rows, x, ldx, lin->b, lin->bias, act, residual, ldr, y, ldy);
 }
 
-/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares. */
-static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
-                          const float *beta, float eps) {
-#pragma omp parallel for schedule(static) num_threads(msam_threads()) if (rows > 64)
-    for (int r = 0; r < rows; r++) {
+/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares.
+ * Rows are independent; the row loop is cloned for AVX2 (chosen at load by the ifunc resolver). */
+__attribute__((target_clones("avx2", "default"))) static void layernorm_rows(
+    float *restrict y, const float *restrict x, int first, int last, int c,
+    const float *restrict gamma, const float *restrict beta, float eps) {
+    for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
         float *yr = y + (size_t)r * c;
         float sum = 0.0f;
@@ -67,6 +68,14 @@ static void cpu_layernorm(float *y, const float *x, int rows, int c, const float
         float rstd = 1.0f / sqrtf(sq / (float)c + eps);
         for (int i = 0; i < c; i++) yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
     }
+}
+
+static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
+                          const float *beta, float eps) {
+    const int nt = rows > 64 ? msam_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++)
+        layernorm_rows(y, x, (int)((long)rows * t / nt), (int)((long)rows * (t + 1) / nt), c, gamma, beta, eps);
 }
 
 static void cpu_add(float *y, const float *a, const float *b, size_t n) {
@@ -89,50 +98,6 @@ static void cpu_copy(float *dst, const float *src, size_t n) {
     if (dst != src) memcpy(dst, src, sizeof(float) * n);
 }
 
-/* Decoder attention. Either side can be the long one (4096 image tokens vs ~10 prompt
- * tokens), so parallelise over (head, query) pairs and keep one score row per query. */
-static void cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
-                          const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {
-    const float scale = 1.0f / sqrtf((float)dh);
-    const int c = heads * dh;
-#pragma omp parallel num_threads(msam_threads()) if ((long)nq * nk > 4096)
-    {
-        float *s = malloc(sizeof(float) * (size_t)(nk > 0 ? nk : 1));
-#pragma omp for schedule(static) collapse(2)
-        for (int h = 0; h < heads; h++) {
-            for (int i = 0; i < nq; i++) {
-                float *o = out + (size_t)i * c + (size_t)h * dh;
-                if (!s) { /* no memory for the score row: leave a defined (zero) result */
-                    for (int d = 0; d < dh; d++) o[d] = 0.0f;
-                    continue;
-                }
-                const float *qi = q + (size_t)i * ldq + (size_t)h * dh;
-                float mx = -INFINITY;
-                for (int j = 0; j < nk; j++) {
-                    const float *kj = k + (size_t)j * ldk + (size_t)h * dh;
-                    float dot = 0.0f;
-                    for (int d = 0; d < dh; d++) dot += qi[d] * kj[d];
-                    s[j] = dot * scale;
-                    if (s[j] > mx) mx = s[j];
-                }
-                float sum = 0.0f;
-                for (int j = 0; j < nk; j++) {
-                    s[j] = expf(s[j] - mx);
-                    sum += s[j];
-                }
-                float inv = 1.0f / sum;
-                for (int d = 0; d < dh; d++) o[d] = 0.0f;
-                for (int j = 0; j < nk; j++) {
-                    const float *vj = v + (size_t)j * ldv + (size_t)h * dh;
-                    float p = s[j] * inv;
-                    for (int d = 0; d < dh; d++) o[d] += p * vj[d];
-                }
-            }
-        }
-        free(s);
-    }
-}
-
 static void cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
     const int ho = h / 2, wo = w / 2;
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (h * w * c > 65536)
@@ -153,10 +118,11 @@ static void cpu_depth_to_space2(float *y, const float *x, int h, int w, int c) {
                        x + ((size_t)iy * w + ix) * 4 * c + (size_t)t * c, sizeof(float) * (size_t)c);
 }
 
-static void cpu_mask_logits(float *low, const float *up, const float *hyper, int rows, int c,
-                            int n) {
-#pragma omp parallel for schedule(static) num_threads(msam_threads()) if (rows > 4096)
-    for (int r = 0; r < rows; r++) {
+/* dot products of 32-wide pixels with n <= 4 hypernetwork vectors, cloned for AVX2 */
+__attribute__((target_clones("avx2", "default"))) static void mask_logit_rows(
+    float *restrict low, const float *restrict up, const float *restrict hyper, int first,
+    int last, int rows, int c, int n) {
+    for (int r = first; r < last; r++) {
         const float *u = up + (size_t)r * c;
         for (int i = 0; i < n; i++) {
             const float *hy = hyper + (size_t)i * c;
@@ -165,6 +131,14 @@ static void cpu_mask_logits(float *low, const float *up, const float *hyper, int
             low[(size_t)i * rows + r] = acc;
         }
     }
+}
+
+static void cpu_mask_logits(float *low, const float *up, const float *hyper, int rows, int c,
+                            int n) {
+    const int nt = rows > 4096 ? msam_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++)
+        mask_logit_rows(low, up, hyper, (int)((long)rows * t / nt), (int)((long)rows * (t + 1) / nt), rows, c, n);
 }
 
 static void cpu_threshold(uint8_t *dst, const float *src, size_t n) {
@@ -191,7 +165,7 @@ static const msam_ops g_cpu_ops = {
     .conv3x3 = msam_cpu_conv3x3,
     .dwconv3x3 = msam_cpu_dwconv3x3,
     .window_attention = msam_cpu_window_attention,
-    .attention = cpu_attention,
+    .attention = msam_cpu_attention,
     .space_to_depth2 = cpu_space_to_depth2,
     .depth_to_space2 = cpu_depth_to_space2,
     .mask_logits = cpu_mask_logits,
