@@ -259,7 +259,12 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
 #ifdef _OPENMP
     threads = msam_threads();
     if (threads < 1) threads = 1;
-    if (2.0 * M * n * k < 2.0e5) threads = 1; /* the fork would cost more than the work */
+    {
+        /* at least ~0.5 M multiply-adds (several microseconds) per thread, or the fork and
+         * join cost more than they save */
+        const double per = (double)M * (double)n * (double)k / 524288.0;
+        if (per < threads) threads = per < 1.0 ? 1 : (int)per;
+    }
 #endif
     int mb = ceil_div(M, mc), nb = 1;
     if (threads > 1) {

@@ -73,8 +73,8 @@ INL void epi8(__m256 v, float *c, const float *r, const float *bias, int flags, 
 INL void tile(const int rows, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
               ptrdiff_t ldc, int nr, const msam_gemm_epi *e, const float *r, const float *pf,
               int pf_rows) {
-#define DECL(i)                                                                                  \
-    __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();                         \
+#define DECL(i)                                                                                    \
+    __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();                           \
     const float *a##i = rows > i ? a + (ptrdiff_t)i * lda : a;
     ROWS(DECL)
 #undef DECL
@@ -95,21 +95,85 @@ INL void tile(const int rows, int kc, const float *a, ptrdiff_t lda, const float
             }
         }
     }
-#pragma GCC unroll 4
-    for (int p = 0; p < kc; p++) {
-        /* pf: the next row group's A, fetched a line per row every 16 steps while this (its
-         * group's last) tile runs, so the next group does not start on cache misses. */
-        if (pf && (p & 15) == 0)
-            for (int i = 0; i < pf_rows; i++) _mm_prefetch((const char *)(pf + (ptrdiff_t)i * lda + p), _MM_HINT_T0);
-        const __m256 b0 = _mm256_load_ps(b + (ptrdiff_t)p * NR);
-        const __m256 b1 = _mm256_load_ps(b + (ptrdiff_t)p * NR + 8);
-#define STEP(i)                                                                                  \
-        if (rows > i) {                                                                          \
-            const __m256 av = _mm256_broadcast_ss(a##i + p);                                     \
-            c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                          \
-            c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                                          \
+    if (rows <= 2) {
+        /* One or two rows give only 2 or 4 accumulator chains, too few to cover the FMA latency:
+         * split K into 4 (one row) or 2 (two rows) interleaved phases, summed at the end. Only
+         * small M or the last rows get here, so there is no next group to prefetch. */
+        const int ph = rows == 1 ? 4 : 2;
+        const __m256 zero = _mm256_setzero_ps();
+        __m256 u00 = zero, u01 = zero, v00 = zero, v01 = zero, w00 = zero, w01 = zero;
+        __m256 u10 = zero, u11 = zero;
+        int p = 0;
+        for (; p + ph <= kc; p += ph) {
+            const float *bp = b + (ptrdiff_t)p * NR;
+            const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+            const __m256 b2 = _mm256_load_ps(bp + NR), b3 = _mm256_load_ps(bp + NR + 8);
+            const __m256 x0 = _mm256_broadcast_ss(a0 + p), x1 = _mm256_broadcast_ss(a0 + p + 1);
+            c00 = _mm256_fmadd_ps(x0, b0, c00);
+            c01 = _mm256_fmadd_ps(x0, b1, c01);
+            u00 = _mm256_fmadd_ps(x1, b2, u00);
+            u01 = _mm256_fmadd_ps(x1, b3, u01);
+            if (rows == 1) {
+                const __m256 b4 = _mm256_load_ps(bp + 2 * NR), b5 = _mm256_load_ps(bp + 2 * NR + 8);
+                const __m256 b6 = _mm256_load_ps(bp + 3 * NR), b7 = _mm256_load_ps(bp + 3 * NR + 8);
+                const __m256 x2 = _mm256_broadcast_ss(a0 + p + 2), x3 = _mm256_broadcast_ss(a0 + p + 3);
+                v00 = _mm256_fmadd_ps(x2, b4, v00);
+                v01 = _mm256_fmadd_ps(x2, b5, v01);
+                w00 = _mm256_fmadd_ps(x3, b6, w00);
+                w01 = _mm256_fmadd_ps(x3, b7, w01);
+            } else {
+                const __m256 y0 = _mm256_broadcast_ss(a1 + p), y1 = _mm256_broadcast_ss(a1 + p + 1);
+                c10 = _mm256_fmadd_ps(y0, b0, c10);
+                c11 = _mm256_fmadd_ps(y0, b1, c11);
+                u10 = _mm256_fmadd_ps(y1, b2, u10);
+                u11 = _mm256_fmadd_ps(y1, b3, u11);
+            }
         }
-        ROWS(STEP)
+        for (; p < kc; p++) {
+            const __m256 b0 = _mm256_load_ps(b + (ptrdiff_t)p * NR), b1 = _mm256_load_ps(b + (ptrdiff_t)p * NR + 8);
+            const __m256 x0 = _mm256_broadcast_ss(a0 + p);
+            c00 = _mm256_fmadd_ps(x0, b0, c00);
+            c01 = _mm256_fmadd_ps(x0, b1, c01);
+            if (rows == 2) {
+                const __m256 y0 = _mm256_broadcast_ss(a1 + p);
+                c10 = _mm256_fmadd_ps(y0, b0, c10);
+                c11 = _mm256_fmadd_ps(y0, b1, c11);
+            }
+        }
+        c00 = _mm256_add_ps(_mm256_add_ps(c00, u00), _mm256_add_ps(v00, w00));
+        c01 = _mm256_add_ps(_mm256_add_ps(c01, u01), _mm256_add_ps(v01, w01));
+        c10 = _mm256_add_ps(c10, u10);
+        c11 = _mm256_add_ps(c11, u11);
+    } else {
+#define STEP(i)                                                                                    \
+        if (rows > i) {                                                                            \
+            const __m256 av = _mm256_broadcast_ss(a##i + kk);                                      \
+            c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                            \
+            c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                                            \
+        }
+        int p = 0;
+        if (pf) {
+            /* pf: the next row group's A, a line per row every 16 steps, while this (the group's
+             * last) tile runs, so the next group does not start on cache misses. */
+            for (; p + 16 <= kc; p += 16) {
+                for (int i = 0; i < pf_rows; i++)
+                    _mm_prefetch((const char *)(pf + (ptrdiff_t)i * lda + p), _MM_HINT_T0);
+#pragma GCC unroll 4
+                for (int q = p; q < p + 16; q++) {
+                    const __m256 b0 = _mm256_load_ps(b + (ptrdiff_t)q * NR);
+                    const __m256 b1 = _mm256_load_ps(b + (ptrdiff_t)q * NR + 8);
+                    const int kk = q;
+                    ROWS(STEP)
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (; p < kc; p++) {
+            const __m256 b0 = _mm256_load_ps(b + (ptrdiff_t)p * NR);
+            const __m256 b1 = _mm256_load_ps(b + (ptrdiff_t)p * NR + 8);
+            const int kk = p;
+            ROWS(STEP)
+        }
 #undef STEP
     }
     const int flags = e->flags;
@@ -118,10 +182,10 @@ INL void tile(const int rows, int kc, const float *a, ptrdiff_t lda, const float
     const ptrdiff_t ldr = e->ldr;
     if (nr == NR) {
         const __m256i none = _mm256_setzero_si256();
-#define EPI(i)                                                                                   \
-        if (rows > i) {                                                                          \
-            const float *ri = r ? r + (ptrdiff_t)i * ldr : NULL;                                 \
-            epi8(c##i##0, c + (ptrdiff_t)i * ldc, ri, bias, flags, act, 1, none);                \
+#define EPI(i)                                                                                     \
+        if (rows > i) {                                                                            \
+            const float *ri = r ? r + (ptrdiff_t)i * ldr : NULL;                                   \
+            epi8(c##i##0, c + (ptrdiff_t)i * ldc, ri, bias, flags, act, 1, none);                  \
             epi8(c##i##1, c + (ptrdiff_t)i * ldc + 8, ri ? ri + 8 : NULL, bias8, flags, act, 1, none); \
         }
         ROWS(EPI)
@@ -131,11 +195,11 @@ INL void tile(const int rows, int kc, const float *a, ptrdiff_t lda, const float
         const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), iota);
         const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), iota);
-#define EPI(i)                                                                                   \
-        if (rows > i) {                                                                          \
-            const float *ri = r ? r + (ptrdiff_t)i * ldr : NULL;                                 \
-            epi8(c##i##0, c + (ptrdiff_t)i * ldc, ri, bias, flags, act, 0, m0);                  \
-            if (nr > 8)                                                                          \
+#define EPI(i)                                                                                     \
+        if (rows > i) {                                                                            \
+            const float *ri = r ? r + (ptrdiff_t)i * ldr : NULL;                                   \
+            epi8(c##i##0, c + (ptrdiff_t)i * ldc, ri, bias, flags, act, 0, m0);                    \
+            if (nr > 8)                                                                            \
                 epi8(c##i##1, c + (ptrdiff_t)i * ldc + 8, ri ? ri + 8 : NULL, bias8, flags, act, 0, m1); \
         }
         ROWS(EPI)
@@ -152,7 +216,9 @@ static TGT void block_avx2(int m, int n, int kc, const float *a, ptrdiff_t lda, 
         float *ci = c + (ptrdiff_t)i * ldc;
         const float *ri = e0->r ? e0->r + (ptrdiff_t)i * e0->ldr : NULL;
         const int next = m - i - rows; /* rows in the next group */
-        const float *pf_next = next > 0 ? ai + (ptrdiff_t)rows * lda : NULL;
+        /* software prefetch of the next A sliver only pays for long rows; short ones are
+         * contiguous enough for the hardware prefetcher */
+        const float *pf_next = next > 0 && kc >= 128 ? ai + (ptrdiff_t)rows * lda : NULL;
         const int pf_rows = next < MR ? next : MR;
         for (int j = 0, p = 0; j < n; j += NR, p++) {
             const int w = n - j < NR ? n - j : NR;
@@ -172,8 +238,9 @@ static TGT void block_avx2(int m, int n, int kc, const float *a, ptrdiff_t lda, 
     }
 }
 
-/* kc_max 256: a 256 x 16 panel of B is 16 KiB, half of L1d. */
-const msam_gemm_kernel msam_gemm_kernel_avx2 = {"avx2", MR, NR, 256, block_avx2};
+/* kc_max 512: a 6 x 512 sliver of A (12 KiB) stays in L1d while 512 x 16 panels of B (32 KiB)
+ * stream through it from L2; fewer K blocks mean fewer passes over C. */
+const msam_gemm_kernel msam_gemm_kernel_avx2 = {"avx2", MR, NR, 512, block_avx2};
 
 #else
 typedef int msam_gemm_avx2_unused; /* ISO C wants a translation unit to declare something */
