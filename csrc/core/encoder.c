@@ -25,17 +25,33 @@ static const struct {
 
 static int merge_stride(int out_dim) { return out_dim == 320 ? 1 : 2; }
 
-#define BAND_BYTES ((size_t)4 << 20) /* conv1 output rows per band of conv3_forward */
+/* Banded stages keep about this many bytes of their widest intermediate per band: small enough
+ * to stay in the last-level cache, large enough that the per-op thread fork/join (several per
+ * band) stays rare, which matters when the cores are shared with other work. */
+#ifndef BAND_BYTES
+#define BAND_BYTES ((size_t)8 << 20)
+#endif
 
+/* Rows per band when a row of the widest intermediate is row_bytes (at least 1, at most n). */
+static int band_rows(size_t row_bytes, int n) {
+    const size_t rows = BAND_BYTES / row_bytes;
+    return rows < 1 ? 1 : rows < (size_t)n ? (int)rows : n;
+}
+
+/* patch_embed output rows per band (its middle map is 2 rows per output row, 512 x 32 wide). */
+static int pe_band(void) { return band_rows((size_t)2 * (IMG / 2) * PE_MID * sizeof(float), IMG / 4); }
+
+/* TinyViT block bands: window rows per band (the MLP hidden map is the widest). */
+static int block_band(int side, int dim, int win) {
+    return band_rows((size_t)win * side * dim * MLP_RATIO * sizeof(float), (side + win - 1) / win);
+}
 /* Output rows per band of conv3_forward: about BAND_BYTES of conv1 rows, or the whole map when
  * output rows are longer than the input rows they overwrite (the stride-1 merge to 320), as a
  * band's output could then overtake input rows still to be read. */
 static int conv3_band(int side, int cin, int hidden, int cout, int stride) {
     const int so = (side + stride - 1) / stride;
     if ((size_t)so * cout > (size_t)side * cin * stride) return so;
-    size_t rows = BAND_BYTES / ((size_t)stride * side * hidden * sizeof(float));
-    if (rows < 1) rows = 1;
-    return rows < (size_t)so ? (int)rows : so;
+    return band_rows((size_t)stride * side * hidden * sizeof(float), so);
 }
 
 /* Floats of b->h1 / b->h2 that conv3_forward needs. */
@@ -216,7 +232,7 @@ static void plan_workspace(msam_encoder *e) {
     size_t x = 0, x2 = 0, t = 0, h1 = 0, h2 = 0, scr = 0, c1, c2;
 #define AT_LEAST(v, n) do { if ((size_t)(n) > (v)) (v) = (size_t)(n); } while (0)
     const int s0 = LAYER[0].side, half = IMG / 2;
-    AT_LEAST(h1, (size_t)half * half * PE_MID);
+    AT_LEAST(h1, (size_t)(2 * pe_band() + 3) * half * PE_MID); /* patch_embed_forward's middle rows */
     AT_LEAST(x, (size_t)s0 * s0 * LAYER[0].dim);
     conv3_sizes(s0, LAYER[0].dim, LAYER[0].dim * MB_EXPAND, LAYER[0].dim, 1, &c1, &c2);
     AT_LEAST(h1, c1);
@@ -231,9 +247,10 @@ static void plan_workspace(msam_encoder *e) {
         if (l > 0) AT_LEAST(x2, so * so * cout); /* a merge after blocks may run in x2 */
     }
     for (int l = 1; l < 4; l++) {
-        /* block_forward bands: attention on win rows, the MLP half on at most win + 1 rows
-         * (local_conv on at most win + 3) */
-        const size_t side = (size_t)LAYER[l].side, c = (size_t)LAYER[l].dim, win = (size_t)LAYER[l].win;
+        /* block_forward bands: attention on `win` rows, the MLP half on at most win + 1 rows
+         * (local_conv on at most win + 2), where win is the band's rows */
+        const size_t side = (size_t)LAYER[l].side, c = (size_t)LAYER[l].dim;
+        const size_t win = (size_t)block_band(LAYER[l].side, LAYER[l].dim, LAYER[l].win) * LAYER[l].win;
         const size_t ra = (win < side ? win : side) * side, rb = (win + 1 < side ? win + 1 : side) * side;
         AT_LEAST(x, side * side * c);
         AT_LEAST(x2, side * side * c);
@@ -413,8 +430,8 @@ static void conv3_forward(const enc_bufs *b, const enc_conv3 *m, int side, int c
 
 /* TinyViTBlock on the side x side x dim map x, result in xo:
  *   x += proj(window_attention(qkv(LN(x))));  t = local_conv(x);  xo = t + mlp(t).
- * Runs in bands of one window row so the qkv and MLP intermediates stay in cache. Attention of
- * band [a, b) only needs its own rows (windows start at a), and its result replaces x[a, b).
+ * Runs in bands of whole window rows so the qkv and MLP intermediates stay in cache. Attention
+ * of band [a, b) only needs its own rows (windows start at a), and its result replaces x[a, b).
  * local_conv needs the rows around it, so the MLP half lags one row: after band [a, b) it runs
  * on rows [c, d) with d = b - 1 (the whole rest at the bottom), reading x[c - 1, d + 1) as a
  * small map whose halo rows' outputs are discarded. */
@@ -423,9 +440,10 @@ static void block_forward(const enc_bufs *b, const enc_block *k, int side, int d
     const msam_ops *o = b->o;
     const int dh = dim / heads;
     const size_t row = (size_t)side * dim;
+    const int rows = block_band(side, dim, win) * win;
     int c = 0; /* rows [0, c) of xo are done */
-    for (int a = 0; a < side; a += win) {
-        const int bnd = a + win < side ? a + win : side, n = (bnd - a) * side;
+    for (int a = 0; a < side; a += rows) {
+        const int bnd = a + rows < side ? a + rows : side, n = (bnd - a) * side;
         float *xa = x + (size_t)a * row;
         o->layernorm(b->h1, xa, n, dim, k->norm1.g, k->norm1.b, 1e-5f);
         o->linear(b->h2, 3 * dim, b->h1, dim, n, k->qkv, MSAM_ACT_NONE, NULL, 0);
@@ -446,6 +464,27 @@ static void block_forward(const enc_bufs *b, const enc_block *k, int side, int d
     }
 }
 
+/* patch_embed: 3x3 s2 conv 3 -> 32 + GELU, then 3x3 s2 conv 32 -> 64, in bands of output
+ * rows so the 512x512x32 middle map never exists whole. Each conv runs on the small map of input
+ * rows its band needs; for stride 2 that small map starts on an even row, one output row early.
+ * The first conv's extra row lands in scratch (h1); the second conv's lands on the last row of
+ * the band above, so bands run bottom to top and the band above rewrites that row correctly. */
+static void patch_embed_forward(const msam_encoder *e, const enc_bufs *b, const float *x) {
+    const msam_ops *o = b->o;
+    const int side = LAYER[0].side, mid = IMG / 2;
+    const size_t row_in = (size_t)IMG * 3, row_mid = (size_t)mid * PE_MID, row_out = (size_t)side * LAYER[0].dim;
+    const int band = pe_band();
+    for (int o0 = (side - 1) / band * band; o0 >= 0; o0 -= band) {
+        const int o1 = o0 + band < side ? o0 + band : side;
+        const int p_lo = o0 > 0 ? 2 * o0 - 2 : 0, p_hi = 2 * o1 < mid ? 2 * o1 : mid;
+        const int i_lo = p_lo > 0 ? 2 * p_lo - 2 : 0, i_hi = 2 * p_hi < IMG ? 2 * p_hi : IMG;
+        o->conv3x3(b->h1, x + (size_t)i_lo * row_in, i_hi - i_lo, IMG, 3, 2, e->pe0, MSAM_ACT_GELU,
+                   b->scratch); /* middle rows [i_lo / 2, ...) */
+        o->conv3x3(b->x + (size_t)(p_lo / 2) * row_out, b->h1 + (size_t)(p_lo - i_lo / 2) * row_mid,
+                   p_hi - p_lo, mid, PE_MID, 2, e->pe2, MSAM_ACT_NONE, b->scratch);
+    }
+}
+
 msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *out,
                                  void *workspace, msam_stage_fn stage_fn, void *stage_user,
                                  msam_error *err) {
@@ -462,8 +501,7 @@ msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *o
     do { if (stage_fn) stage_fn(stage_user, name, data, side, side, c); } while (0)
 
     /* patch_embed: 1024 -> 512 (GELU) -> 256 */
-    o->conv3x3(b.h1, x, IMG, IMG, 3, 2, e->pe0, MSAM_ACT_GELU, b.scratch);
-    o->conv3x3(b.x, b.h1, IMG / 2, IMG / 2, PE_MID, 2, e->pe2, MSAM_ACT_NONE, b.scratch);
+    patch_embed_forward(e, &b, x);
     STAGE("patch_embed", b.x, LAYER[0].side, LAYER[0].dim);
 
     int bi = 0;
