@@ -8,6 +8,7 @@ import pickle
 import shutil
 import struct
 import subprocess
+import tempfile
 import sys
 import zipfile
 
@@ -781,8 +782,9 @@ def test_reading_needs_no_torch(ref_state, tmp_path):
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    # outside the repository, so the source tree (no built _C) cannot shadow the installed package
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=300)
+                         timeout=300, cwd=tempfile.gettempdir())
     assert res.returncode == 0 and res.stdout.strip() == "OK", res.stderr
 
 

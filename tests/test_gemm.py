@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -260,7 +261,10 @@ def _run_isa(isa, full):
     env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
     code = _SUBPROCESS_CHECK.format(tests_dir=os.path.dirname(os.path.abspath(__file__)))
     args = [sys.executable, "-c", code] + (["full"] if full else [])
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    # run outside the repository: with `-c` the working directory comes first on sys.path, and
+    # the source tree's mobile_sam_c (no built _C) must not shadow the installed package
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900,
+                          cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.split()
     return lines[0], lines
