@@ -1,6 +1,5 @@
-/* encoder.c - MobileSAM's TinyViT-5M image encoder (1024x1024x3 -> 64x64x256), written once
- * against the op table. Maps are channels-last (rows = pixels); all activations live in one
- * workspace laid out at create from the fixed shapes, so forward allocates nothing. */
+/* encoder.c - MobileSAM's TinyViT-5M image encoder (1024x1024x3 -> 64x64x256) on the op table, maps
+ * channels-last; stages run in row bands in one workspace sized at create, so forward allocates nothing. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,13 +44,15 @@ static int pe_band(void) { return band_rows((size_t)2 * (IMG / 2) * PE_MID * siz
 static int block_band(int side, int dim, int win) {
     return band_rows((size_t)win * side * dim * MLP_RATIO * sizeof(float), (side + win - 1) / win);
 }
+
 /* Output rows per band of conv3_forward: about BAND_BYTES of conv1 rows, or the whole map when
  * output rows are longer than the input rows they overwrite (the stride-1 merge to 320), as a
  * band's output could then overtake input rows still to be read. */
 static int conv3_band(int side, int cin, int hidden, int cout, int stride) {
     const int so = (side + stride - 1) / stride;
     if ((size_t)so * cout > (size_t)side * cin * stride) return so;
-    return band_rows((size_t)stride * side * hidden * sizeof(float), so);
+    const int rows = band_rows((size_t)stride * side * hidden * sizeof(float), so);
+    return rows < 2 && so >= 2 ? 2 : rows; /* >= 2: the two carried rows never overlap their copy */
 }
 
 /* Floats of b->h1 / b->h2 that conv3_forward needs. */
@@ -95,27 +96,13 @@ struct msam_encoder {
 
 /* ---- loading -------------------------------------------------------------------------- */
 
-/* A 1x1 Conv2d_BN as a linear (BatchNorm folded). */
-static msam_status conv1x1_load(msam_linear **out, const msam_ops *ops,
-                                const msam_weight_table *wt, const char *prefix, int cout,
-                                int cin, msam_error *err) {
+/* A dense Conv2d_BN with BatchNorm folded: 1x1 (k == 1) as a linear, 3x3 (k == 3) for conv3x3. */
+static msam_status conv_bn_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
+                                const char *prefix, int cout, int cin, int k, msam_error *err) {
     float *w, *b;
-    msam_status st = msam_wt_conv_bn(wt, prefix, cout, cin, &w, &b, err);
+    msam_status st = msam_wt_conv_bn(wt, prefix, cout, cin * k * k, &w, &b, err);
     if (st != MSAM_OK) return st;
-    *out = ops->linear_create(w, b, cout, cin);
-    free(w);
-    free(b);
-    return *out ? MSAM_OK : msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s'", prefix);
-}
-
-/* A dense 3x3 Conv2d_BN. */
-static msam_status conv3x3_load(msam_linear **out, const msam_ops *ops,
-                                const msam_weight_table *wt, const char *prefix, int cout,
-                                int cin, msam_error *err) {
-    float *w, *b;
-    msam_status st = msam_wt_conv_bn(wt, prefix, cout, cin * 9, &w, &b, err);
-    if (st != MSAM_OK) return st;
-    *out = ops->conv3x3_create(w, b, cout, cin);
+    *out = k == 1 ? ops->linear_create(w, b, cout, cin) : ops->conv3x3_create(w, b, cout, cin);
     free(w);
     free(b);
     return *out ? MSAM_OK : msam_fail(err, MSAM_ERR_NOMEM, "out of memory converting '%s'", prefix);
@@ -148,11 +135,11 @@ static msam_status conv3_load(enc_conv3 *m, const msam_ops *ops, const msam_weig
     char name[256];
     msam_status st;
     snprintf(name, sizeof name, "%s.conv1", prefix);
-    if ((st = conv1x1_load(&m->c1, ops, wt, name, hidden, cin, err)) != MSAM_OK) return st;
+    if ((st = conv_bn_load(&m->c1, ops, wt, name, hidden, cin, 1, err)) != MSAM_OK) return st;
     snprintf(name, sizeof name, "%s.conv2", prefix);
     if ((st = dw_load(&m->c2, ops, wt, name, hidden, err)) != MSAM_OK) return st;
     snprintf(name, sizeof name, "%s.conv3", prefix);
-    return conv1x1_load(&m->c3, ops, wt, name, cout, hidden, err);
+    return conv_bn_load(&m->c3, ops, wt, name, cout, hidden, 1, err);
 }
 
 /* attention_biases [heads][win*win offsets] expanded to [heads][i][j] for window tokens i, j.
@@ -327,8 +314,8 @@ static msam_status encoder_load(msam_encoder *e, const msam_weight_table *wt, ms
     const msam_ops *ops = e->ops;
     char name[128]; /* prefixes; the loaders append suffixes into 256-byte names */
     msam_status st;
-    if ((st = conv3x3_load(&e->pe0, ops, wt, "image_encoder.patch_embed.seq.0", PE_MID, 3, err))) return st;
-    if ((st = conv3x3_load(&e->pe2, ops, wt, "image_encoder.patch_embed.seq.2", LAYER[0].dim, PE_MID, err))) return st;
+    if ((st = conv_bn_load(&e->pe0, ops, wt, "image_encoder.patch_embed.seq.0", PE_MID, 3, 3, err))) return st;
+    if ((st = conv_bn_load(&e->pe2, ops, wt, "image_encoder.patch_embed.seq.2", LAYER[0].dim, PE_MID, 3, err))) return st;
     for (int i = 0; i < LAYER[0].depth; i++) {
         snprintf(name, sizeof name, "image_encoder.layers.0.blocks.%d", i);
         const int c = LAYER[0].dim;

@@ -1,6 +1,5 @@
-/* window_attention.c - TinyViT's windowed multi-head attention on an already projected qkv map.
- * One task per window (and group of heads): its q/k/v (pad_qkv past the map's edge) are gathered
- * into a per-thread buffer, keys transposed so score rows vectorise; a few score rows live at once. */
+/* window_attention.c - TinyViT's windowed multi-head attention on a projected qkv map. A task gathers
+ * one window's q/k/v (keys transposed so score rows vectorise) into a per-thread buffer. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
