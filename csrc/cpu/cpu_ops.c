@@ -7,6 +7,7 @@
 
 #include "activation.h"
 #include "cpu_kernels.h"
+#include "gemm_internal.h"
 #include "resize.h"
 #include "threads.h"
 
@@ -84,6 +85,18 @@ static void cpu_add(float *y, const float *a, const float *b, size_t n) {
 }
 
 static void cpu_activate(float *y, const float *x, size_t n, msam_act act) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (act == MSAM_ACT_GELU && strcmp(msam_gemm_isa(), "generic") != 0) {
+        /* the GEMM epilogue's vector GELU (same accuracy as erff), in chunks over threads */
+        const size_t chunk = 16384, nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) num_threads(msam_threads()) if (n > 65536)
+        for (size_t c = 0; c < nchunks; c++) {
+            size_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
+            msam_gelu_avx2(y + lo, x + lo, len);
+        }
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (n > 16384)
     for (size_t i = 0; i < n; i++) y[i] = msam_apply_act(x[i], act);
 }

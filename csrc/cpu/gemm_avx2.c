@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "activation.h"
 #include "gemm_internal.h"
 
 /* Function attributes rather than -mavx2: the file builds with the project's plain flags and the
@@ -241,6 +242,13 @@ static TGT void block_avx2(int m, int n, int kc, const float *a, ptrdiff_t lda, 
 /* kc_max 512: a 6 x 512 sliver of A (12 KiB) stays in L1d while 512 x 16 panels of B (32 KiB)
  * stream through it from L2; fewer K blocks mean fewer passes over C. */
 const msam_gemm_kernel msam_gemm_kernel_avx2 = {"avx2", MR, NR, 512, block_avx2};
+
+/* The same vector GELU over a plain array (the decoder's LayerNorm2d + GELU between upscalings). */
+TGT void msam_gelu_avx2(float *y, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gelu8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = msam_gelu(x[i]);
+}
 
 #else
 typedef int msam_gemm_avx2_unused; /* ISO C wants a translation unit to declare something */

@@ -65,6 +65,8 @@ typedef struct {
 #if defined(__x86_64__) || defined(__i386__)
 extern const msam_gemm_kernel msam_gemm_kernel_avx2;
 extern const msam_gemm_kernel msam_gemm_kernel_avx512;
+/* y = gelu(x) with the AVX2 kernel's vector GELU; only call when msam_gemm_isa() is not "generic". */
+void msam_gelu_avx2(float *y, const float *x, size_t n);
 #endif
 
 #endif
