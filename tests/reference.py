@@ -208,6 +208,15 @@ def record(stage: str, value: float, where: str = "") -> None:
         OBSERVED[stage] = (value, where)
 
 
+def as_np(x):
+    """Our outputs as NumPy (they are NumPy on the CPU, else anything speaking DLPack)."""
+    if x is None or isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.from_dlpack(x)
+
+
 def max_abs_diff(a, b) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -97,13 +97,7 @@ def _cases():
 CASES = _cases()
 
 
-def as_np(x):
-    """Our outputs as NumPy (they are NumPy on the CPU, else anything speaking DLPack)."""
-    if x is None or isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.from_dlpack(x)
+as_np = R.as_np
 
 
 # ---------------------------------------------------------------------------------------------

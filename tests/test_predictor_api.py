@@ -12,12 +12,7 @@ TOL = 1e-3
 MASK_BAND = 1e-2
 
 
-def as_np(x):
-    if x is None or isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.from_dlpack(x)
+as_np = R.as_np
 
 
 def points_prompt(size, n=3, seed=0):
