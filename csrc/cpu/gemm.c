@@ -177,7 +177,7 @@ int msam_packed_b_k(const msam_packed_b *b) { return b ? b->k : 0; }
 
 /* ---- driver ------------------------------------------------------------------------------- */
 typedef struct {
-    int M, n, k, nkb, kc, mc, mb, nb;
+    int M, n, k, nkb, kc, groups, mb, nb; /* groups: MR-row groups, dealt evenly to mb blocks */
     const float *A;
     ptrdiff_t lda;
     const msam_packed_b *B;
@@ -197,8 +197,10 @@ static void run_task(const gemm_job *J, int t) {
     const msam_gemm_kernel *kern = J->B->kern;
     const int nr = kern->nr;
     const int mi = t / J->nb, ni = t % J->nb;
-    const int m0 = mi * J->mc;
-    const int m1 = m0 + J->mc < J->M ? m0 + J->mc : J->M;
+    const long long mr = kern->mr;
+    const long long g0 = (long long)J->groups * mi / J->mb, g1 = (long long)J->groups * (mi + 1) / J->mb;
+    const int m0 = (int)(g0 * mr);
+    const int m1 = g1 * mr < J->M ? (int)(g1 * mr) : J->M;
     if (m0 >= m1) return;
     const int np = J->B->npanels;
     const int p0 = (int)((long long)np * ni / J->nb), p1 = (int)((long long)np * (ni + 1) / J->nb);
@@ -247,17 +249,10 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
     J.A = A; J.lda = lda; J.B = B; J.bias = bias; J.act = act;
     J.R = R; J.ldr = ldr; J.C = C; J.ldc = ldc;
 
-    /* K blocks of equal size <= kc_max: a kc x NR panel of B stays in L1 while the kernel
-     * walks the rows of the task. */
+    /* K blocks of equal size <= kc_max (an MR x kc sliver of A stays in L1 while kc x NR
+     * panels of B stream past it). */
     J.nkb = ceil_div(k, kern->kc_max);
     J.kc = ceil_div(k, J.nkb);
-
-    /* Row blocks: an mc x kc block of A (about 192 KiB) stays in L2 while every panel of the
-     * task passes over it. */
-    int mc = 49152 / J.kc;
-    if (mc > 480) mc = 480;
-    mc = mc / kern->mr * kern->mr;
-    if (mc < kern->mr) mc = kern->mr;
 
     int threads = 1;
 #ifdef _OPENMP
@@ -270,20 +265,24 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
         if (per < threads) threads = per < 1.0 ? 1 : (int)per;
     }
 #endif
-    int mb = ceil_div(M, mc), nb = 1;
+    /* Row blocks of whole MR-row groups. Each block passes over every B chunk once, so it should
+     * be tall enough to reuse a chunk from L2 many times; with several K blocks its C (rows x n)
+     * is revisited once per K block, so it should also stay about L2-sized. */
+    const int groups = ceil_div(M, kern->mr);
+    int rows = J.nkb > 1 ? 65536 / n : 384;
+    if (rows < kern->mr) rows = kern->mr;
+    int mb = ceil_div(M, rows), nb = 1;
     if (threads > 1) {
         if (mb >= threads) {
-            /* equal row blocks, a multiple of the thread count, so static shares are even */
-            mb = ceil_div(mb, threads) * threads;
-            mc = ceil_div(ceil_div(M, mb), kern->mr) * kern->mr;
-            mb = ceil_div(M, mc);
+            mb = ceil_div(mb, threads) * threads; /* equal shares for the static schedule */
         } else {
-            /* few rows: split the columns too */
+            /* few rows: split the columns, so each thread reads only its share of B */
             nb = ceil_div(threads, mb);
             if (nb > B->npanels) nb = B->npanels;
         }
     }
-    J.mc = mc; J.mb = mb; J.nb = nb;
+    if (mb > groups) mb = groups;
+    J.groups = groups; J.mb = mb; J.nb = nb;
     const int tasks = mb * nb;
     if (threads > tasks) threads = tasks;
     if (threads <= 1) {
