@@ -51,8 +51,10 @@ static int block_band(int side, int dim, int win) {
 static int conv3_band(int side, int cin, int hidden, int cout, int stride) {
     const int so = (side + stride - 1) / stride;
     if ((size_t)so * cout > (size_t)side * cin * stride) return so;
+    /* at least 3 rows: the two rows carried into the next band then never overlap their copy
+     * (the first band's carry moves down by band - 1 rows at stride 1) */
     const int rows = band_rows((size_t)stride * side * hidden * sizeof(float), so);
-    return rows < 2 && so >= 2 ? 2 : rows; /* >= 2: the two carried rows never overlap their copy */
+    return rows < 3 ? (so < 3 ? so : 3) : rows;
 }
 
 /* Floats of b->h1 / b->h2 that conv3_forward needs. */
