@@ -59,21 +59,12 @@ static int bad_shape(PyArrayObject *a, const char *name, const char *expect) {
     return -1;
 }
 
-static int check_finite_f64(PyArrayObject *a, const char *name) {
-    const double *d = PyArray_DATA(a);
+/* a is float32 or float64 (what to_array made); the first non-finite element is reported. */
+static int check_finite(PyArrayObject *a, const char *name) {
+    const int f64 = PyArray_TYPE(a) == NPY_FLOAT64;
+    const void *d = PyArray_DATA(a);
     for (npy_intp i = 0, n = PyArray_SIZE(a); i < n; i++)
-        if (!isfinite(d[i])) {
-            PyErr_Format(msam_py_InputError, "%s must be finite, found a non-finite value at flat index %zd",
-                         name, (Py_ssize_t)i);
-            return -1;
-        }
-    return 0;
-}
-
-static int check_finite_f32(PyArrayObject *a, const char *name) {
-    const float *d = PyArray_DATA(a);
-    for (npy_intp i = 0, n = PyArray_SIZE(a); i < n; i++)
-        if (!isfinite(d[i])) {
+        if (!isfinite(f64 ? ((const double *)d)[i] : (double)((const float *)d)[i])) {
             PyErr_Format(msam_py_InputError, "%s must be finite, found a non-finite value at flat index %zd",
                          name, (Py_ssize_t)i);
             return -1;
@@ -167,7 +158,7 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(c);
             return -1;
         }
-        if (check_finite_f64(c, "point_coords") < 0) {
+        if (check_finite(c, "point_coords") < 0) {
             Py_DECREF(c);
             return -1;
         }
@@ -193,7 +184,7 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(bx);
             return -1;
         }
-        if (check_finite_f64(bx, name) < 0) {
+        if (check_finite(bx, name) < 0) {
             Py_DECREF(bx);
             return -1;
         }
@@ -223,7 +214,7 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             return -1;
         }
         a->mask = m;
-        if (check_finite_f32(m, "mask_input") < 0) return -1;
+        if (check_finite(m, "mask_input") < 0) return -1;
         npy_intp mb = single ? 1 : PyArray_DIM(m, 0);
         if (batch < 0) batch = mb, batch_from = "mask_input";
         else if (mb != 1 && mb != batch) {
