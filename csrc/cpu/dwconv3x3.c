@@ -171,7 +171,7 @@ void msam_cpu_dwconv3x3(float *y, const float *x, int h, int w, int c, int strid
         int strip = 8192 / (c > 0 ? c : 1);
         if (strip < 8) strip = 8;
         const int ns = (wo + strip - 1) / strip, nr = (ho + DW_ROWS - 1) / DW_ROWS;
-#pragma omp parallel for schedule(static) num_threads(msam_threads()) if (par)
+#pragma omp parallel for schedule(dynamic) num_threads(msam_threads()) if (par)
         for (int t = 0; t < ns * nr; t++) {
             const int ox0 = (t % ns) * strip, ox1 = ox0 + strip < wo ? ox0 + strip : wo;
             const int oy0 = (t / ns) * DW_ROWS, oy1 = oy0 + DW_ROWS < ho ? oy0 + DW_ROWS : ho;

@@ -431,8 +431,10 @@ void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv,
         wbuf b;
         void *mem = wbuf_alloc(&b, n, dh, per);
         const int nth = omp_get_num_threads();
-        /* Round robin, so a thread knows its next task (t + nth) and can prefetch it. */
-#pragma omp for schedule(static, 1)
+        /* Dynamic: edge windows have fewer queries, and a thread that lost its core to other work
+         * must not hold back the rest. Tasks are handed out about round robin, so t + nth is a
+         * good guess at this thread's next task to prefetch. */
+#pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < tasks; t++) {
             const int g = t % groups, win_i = t / groups, wy = win_i / nwx, wx = win_i % nwx;
             const int h0 = g * per, nh = heads - h0 < per ? heads - h0 : per;
