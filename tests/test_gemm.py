@@ -203,6 +203,24 @@ def test_validation():
                 fn(**kwargs)
 
 
+def test_thread_count_does_not_change_results():
+    # tasks split at whole register tiles and K is blocked the same way for any thread count, so
+    # every element is computed by the same instructions: results are bitwise identical
+    rng = np.random.default_rng(13)
+    saved = _C.get_num_threads()
+    try:
+        for m, n, k in ((4096, 160, 640), (13, 2048, 256), (1000, 33, 1280), (7, 17, 27)):
+            a, w, b, r = operands(rng, m, n, k, bias=True, residual=True)
+            outs = []
+            for t in (1, 2, 3):
+                _C.set_num_threads(t)
+                outs.append(_C._gemm(a, w, b, ACT_GELU, r))
+            for o in outs[1:]:
+                np.testing.assert_array_equal(o, outs[0])
+    finally:
+        _C.set_num_threads(saved)
+
+
 def test_threads_release_gil():
     # the GIL is released around the compute: concurrent calls must each stay correct
     import threading
