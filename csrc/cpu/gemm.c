@@ -274,7 +274,12 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
     int mb = ceil_div(M, rows), nb = 1;
     if (threads > 1) {
         if (mb >= threads) {
-            mb = ceil_div(mb, threads) * threads; /* equal shares for the static schedule */
+            /* at least 4 blocks per thread (of 8+ row groups each) for the dynamic schedule, so
+             * a thread that loses its core to other work does not hold the rest back */
+            int want = 4 * threads;
+            if (want > groups / 8) want = groups / 8;
+            if (mb < want) mb = want;
+            mb = ceil_div(mb, threads) * threads;
         } else {
             /* few rows: split the columns, so each thread reads only its share of B */
             nb = ceil_div(threads, mb);
@@ -290,7 +295,7 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int t = 0; t < tasks; t++) run_task(&J, t);
 #endif
 }
