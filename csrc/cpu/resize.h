@@ -22,4 +22,9 @@ msam_status msam_resize_rgb8_pillow(const uint8_t *src, int h, int w, ptrdiff_t 
 void msam_resize_bilinear_f32(const float *src, int sh, int sw, ptrdiff_t src_ld, float *dst,
                               int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
 
+/* The same resize compared with zero: dst[y * dst_ld + x] = 1 where the float result of
+ * msam_resize_bilinear_f32 would be > 0.0f, else 0 (bit-identical, without the float plane). */
+void msam_resize_bilinear_mask(const float *src, int sh, int sw, ptrdiff_t src_ld, uint8_t *dst,
+                               int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
+
 #endif
