@@ -1,6 +1,7 @@
 """The two resamplers against their references: resize_rgb8 must be bit-identical to Pillow's
 BILINEAR resize (what MobileSAM's ResizeLongestSide does through torchvision), _resize_bilinear_f32
-must match torch's bilinear interpolate (align_corners=False) used on the masks."""
+must match torch's bilinear interpolate (align_corners=False) used on the masks, and
+_resize_bilinear_mask must equal its result > 0 exactly."""
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,98 @@ def test_bilinear_f32_strided_and_threads(threads):
         assert all(np.array_equal(r, results[0]) for r in results)
 
 
+# ---- uint8 masks, the fused resize + threshold ----------------------------------------------
+
+
+def crossing_plane(rng, shape):
+    """Logit-like values with many sign changes, runs of exact zeros (so the interpolated value
+    is exactly 0.0 in places, which must give False) and both signed zeros."""
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    x[rng.random(shape) < 0.2] = 0.0
+    x[rng.random(shape) < 0.05] = -0.0
+    x[rng.random(shape) < 0.05] = np.float32(1e-42)  # subnormals: products round to 0 or not
+    h, w = shape
+    if h > 2 and w > 2:
+        x[h // 3: 2 * h // 3, w // 4: w // 2] = 0.0
+    return x
+
+
+def assert_mask_matches(x, dh, dw, crop=None):
+    args = (x, dh, dw) + (tuple(crop) if crop else ())
+    want = _C._resize_bilinear_f32(*args) > 0
+    got = _C._resize_bilinear_mask(*args)
+    assert got.dtype == np.bool_ and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+    if not np.array_equal(got, want):
+        pytest.fail(f"{x.shape} -> {dh}x{dw} crop {crop}: {np.count_nonzero(got != want)} pixels differ")
+
+
+MASK_SIZES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 256, 257, 683]
+
+
+def test_bilinear_mask_equals_thresholded_f32_all_sizes():
+    """Up- and downscales, 1xN and Nx1, sizes around the 8 / 16 / 32-wide vector steps."""
+    rng = np.random.default_rng(31)
+    for sh in MASK_SIZES[::2]:
+        for sw in MASK_SIZES:
+            x = crossing_plane(rng, (sh, sw))
+            for dh, dw in [(1, 1), (1, 37), (37, 1), (sh, sw), (2 * sh + 1, 3 * sw), (max(1, sh // 3), max(1, sw // 5)),
+                           (int(rng.integers(1, 700)), int(rng.integers(1, 1100)))]:
+                assert_mask_matches(x, dh, dw)
+
+
+@pytest.mark.parametrize("src,size,crop", FLOAT_CASES + [((256, 256), (1024, 1024), (683, 1024)),
+                                                         ((256, 256), (1024, 1024), (1, 1)),
+                                                         ((256, 256), (1024, 1024), (1024, 5)),
+                                                         ((1000, 3), (7, 1000), (7, 999))], ids=str)
+def test_bilinear_mask_cases(src, size, crop):
+    rng = np.random.default_rng(src[1] * 13 + size[0])
+    assert_mask_matches(crossing_plane(rng, src), *size, crop)
+
+
+def test_bilinear_mask_strided_and_threads(threads):
+    rng = np.random.default_rng(12)
+    x = crossing_plane(rng, (300, 400))
+    views = [x[::-1], x[10:250, 3:333], x[::2, ::3], np.asfortranarray(x), x[:, -9:], x[:1]]
+    for v in views:
+        want = _C._resize_bilinear_f32(v, 517, 611) > 0
+        for n in (1, 2, 3):
+            threads(n)
+            got = _C._resize_bilinear_mask(v, 517, 611)
+            assert np.array_equal(got, want), f"{v.shape} with {n} threads"
+
+
+def test_bilinear_mask_sam_postprocess_chain(threads):
+    """The predict chain: 256 -> 1024 cropped to the resized input, then -> original size."""
+    rng = np.random.default_rng(6)
+    low = crossing_plane(rng, (256, 256)) * 20
+    for orig in [(1200, 1800), (1800, 1200), (534, 800), (1080, 810), (1, 1), (3, 2000)]:
+        inp = tuple(max(1, v) for v in target_size(*orig))
+        up = _C._resize_bilinear_f32(low, 1024, 1024, *inp)
+        want = _C._resize_bilinear_f32(up, *orig) > 0
+        for n in (1, 2):
+            threads(n)
+            assert np.array_equal(_C._resize_bilinear_mask(up, *orig), want), f"{orig}, {n} threads"
+
+
+def test_predict_masks_are_thresholded_logits():
+    """predict's masks (the fused kernel) are exactly its logits (the float kernel) > 0."""
+    import warnings
+
+    import mobile_sam_c as msc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = msc.SamPredictor(msc.sam_model_registry["vit_t"](checkpoint=None))
+    rng = np.random.default_rng(2)
+    for shape in [(333, 517), (1200, 1800)]:
+        pred.set_image(rng.integers(0, 256, shape + (3,), dtype=np.uint8))
+        pt, lb = np.array([[shape[1] // 2, shape[0] // 3]]), np.array([1])
+        masks, _, _ = pred.predict(pt, lb, multimask_output=True)
+        logits, _, _ = pred.predict(pt, lb, multimask_output=True, return_logits=True)
+        assert masks.dtype == np.bool_ and masks.shape == logits.shape == (3,) + shape
+        assert np.array_equal(masks, np.asarray(logits) > 0)
+
+
 # ---- bad arguments -------------------------------------------------------------------------
 
 
@@ -294,3 +387,13 @@ def test_resize_bilinear_f32_bad_arguments():
                        ((4, 4, 0, 4), "crop_h")]:
         with pytest.raises(_C.InputError, match=name):
             _C._resize_bilinear_f32(x, *args)
+
+
+def test_resize_bilinear_mask_bad_arguments():
+    x = np.zeros((8, 8), np.float32)
+    for bad in [np.zeros((8, 8), np.float64), np.zeros((2, 8, 8), np.float32), np.zeros((0, 8), np.float32), "x"]:
+        with pytest.raises(_C.InputError, match="plane must be a 2-D float32 array"):
+            _C._resize_bilinear_mask(bad, 4, 4)
+    for args, name in [((0, 4), "dh"), ((4, -1), "dw"), ((4, 4, 5), "crop_h"), ((4, 4, 4, 0), "crop_w")]:
+        with pytest.raises(_C.InputError, match=name):
+            _C._resize_bilinear_mask(x, *args)

@@ -1,5 +1,5 @@
-/* image.c (binding) - resize_rgb8 (the Pillow-exact preprocessing resize) and the test hook
- * _resize_bilinear_f32 (the mask resampler), validating arrays and releasing the GIL to compute. */
+/* image.c (binding) - resize_rgb8 (the Pillow-exact preprocessing resize) and the test hooks
+ * _resize_bilinear_f32 / _mask (the mask resampler), validating arrays and releasing the GIL. */
 #include "binding.h"
 
 #include "cpu/resize.h"
@@ -101,13 +101,13 @@ static PyObject *py_resize_rgb8(PyObject *self, PyObject *args, PyObject *kwargs
     return (PyObject *)out;
 }
 
-static PyObject *py_resize_bilinear_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
+/* Both mask resampler hooks: float results (NPY_FLOAT32) or the mask of those > 0 (NPY_BOOL). */
+static PyObject *resize_bilinear(PyObject *args, PyObject *kwargs, const char *format, int out_type) {
     static char *kwlist[] = {"plane", "dh", "dw", "crop_h", "crop_w", NULL};
     static const char *expect = "a 2-D float32 array";
     PyObject *plane;
     Py_ssize_t dh, dw, crop_h = -1, crop_w = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Onn|nn:_resize_bilinear_f32", kwlist, &plane, &dh, &dw,
-                                     &crop_h, &crop_w))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &plane, &dh, &dw, &crop_h, &crop_w))
         return NULL;
     if (check_side(dh, "dh") < 0 || check_side(dw, "dw") < 0) return NULL;
     if (crop_h == -1) crop_h = dh;
@@ -135,18 +135,32 @@ static PyObject *py_resize_bilinear_f32(PyObject *self, PyObject *args, PyObject
     }
 
     npy_intp dims[2] = {crop_h, crop_w};
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, out_type);
     if (!out) {
         Py_DECREF(arr);
         return NULL;
     }
+    const float *src = (const float *)PyArray_DATA(arr);
+    const int sh = (int)PyArray_DIM(arr, 0), sw = (int)PyArray_DIM(arr, 1);
+    const ptrdiff_t src_ld = PyArray_STRIDE(arr, 0) / (npy_intp)sizeof(float);
     Py_BEGIN_ALLOW_THREADS
-    msam_resize_bilinear_f32((const float *)PyArray_DATA(arr), (int)PyArray_DIM(arr, 0), (int)PyArray_DIM(arr, 1),
-                             PyArray_STRIDE(arr, 0) / (npy_intp)sizeof(float), (float *)PyArray_DATA(out), (int)dh,
-                             (int)dw, (ptrdiff_t)crop_w, (int)crop_h, (int)crop_w);
+    if (out_type == NPY_BOOL)
+        msam_resize_bilinear_mask(src, sh, sw, src_ld, (uint8_t *)PyArray_DATA(out), (int)dh, (int)dw,
+                                  (ptrdiff_t)crop_w, (int)crop_h, (int)crop_w);
+    else
+        msam_resize_bilinear_f32(src, sh, sw, src_ld, (float *)PyArray_DATA(out), (int)dh, (int)dw,
+                                 (ptrdiff_t)crop_w, (int)crop_h, (int)crop_w);
     Py_END_ALLOW_THREADS
     Py_DECREF(arr);
     return (PyObject *)out;
+}
+
+static PyObject *py_resize_bilinear_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return resize_bilinear(args, kwargs, "Onn|nn:_resize_bilinear_f32", NPY_FLOAT32);
+}
+
+static PyObject *py_resize_bilinear_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return resize_bilinear(args, kwargs, "Onn|nn:_resize_bilinear_mask", NPY_BOOL);
 }
 
 static PyMethodDef image_methods[] = {
@@ -158,6 +172,10 @@ static PyMethodDef image_methods[] = {
      "_resize_bilinear_f32(plane, dh, dw, crop_h=dh, crop_w=dw)\n--\n\n"
      "Test hook: torch.nn.functional.interpolate(bilinear, align_corners=False) of a 2-D float32\n"
      "plane to dh x dw, returning only the top-left crop_h x crop_w."},
+    {"_resize_bilinear_mask", (PyCFunction)(void (*)(void))py_resize_bilinear_mask, METH_VARARGS | METH_KEYWORDS,
+     "_resize_bilinear_mask(plane, dh, dw, crop_h=dh, crop_w=dw)\n--\n\n"
+     "Test hook: _resize_bilinear_f32(plane, dh, dw, crop_h, crop_w) > 0 as a bool array, computed\n"
+     "without the float plane (the kernel predict uses for masks)."},
     {NULL, NULL, 0, NULL}};
 
 int msam_py_add_image(PyObject *m) { return PyModule_AddFunctions(m, image_methods); }
