@@ -121,7 +121,6 @@ void msam_session_free(msam_session *s) {
     ops->release(s->enc_ws);
     ops->release(s->input);
     ops->release(s->embedding);
-    ops->release(s->mask_plane);
     ws_release(&s->dws, ops);
     free(s->sparse_host);
     free(s);

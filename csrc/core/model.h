@@ -88,8 +88,6 @@ struct msam_session {
     int proj0_valid;   /* proj0 holds the no-mask projections of the current embedding */
     msam_decoder_ws dws;
     float *sparse_host; /* max_tokens x 256 host staging for the sparse prompt */
-    float *mask_plane;  /* mask_plane_cap floats: full-size logits before thresholding */
-    size_t mask_plane_cap;
 };
 
 msam_status msam_session_reserve_tokens(msam_session *s, int tokens, msam_error *err);

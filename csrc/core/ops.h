@@ -78,10 +78,12 @@ typedef struct msam_ops {
     void (*mask_logits)(float *low, const float *up, const float *hyper, int rows, int c, int n);
 
     /* Post-processing: bilinear (align_corners=False) resize of one plane with an optional crop
-     * of the output grid (see cpu/resize.h), and mask thresholding dst[i] = src[i] > 0. */
+     * of the output grid (see cpu/resize.h); the _mask form writes the mask (result > 0) as
+     * 0 / 1 bytes instead of the floats, bit-identical to thresholding resize_bilinear's. */
     void (*resize_bilinear)(const float *src, int sh, int sw, ptrdiff_t src_ld, float *dst,
                             int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
-    void (*threshold)(uint8_t *dst, const float *src, size_t n);
+    void (*resize_bilinear_mask)(const float *src, int sh, int sw, ptrdiff_t src_ld, uint8_t *dst,
+                                 int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
 } msam_ops;
 
 const msam_ops *msam_cpu_ops(void);

@@ -193,15 +193,16 @@ msam_status msam_encode_prompts(const msam_session *s, const msam_prompts *p, fl
 }
 
 /* postprocess_masks: bilinear 256 -> 1024, crop to the input size, bilinear to the original
- * size; the crop is folded into the first resize by computing only the rows/cols kept. */
+ * size; the crop is folded into the first resize by computing only the rows/cols kept, and
+ * the threshold into the second (masks are written as bytes, with no float plane between). */
 static void postprocess(msam_session *s, const float *low, const msam_outputs *o, void *dst) {
     const msam_ops *ops = s->model->ops;
     const int ih = o->input_h, iw = o->input_w;
     ops->resize_bilinear(low, MSAM_LOWRES, MSAM_LOWRES, MSAM_LOWRES, s->dws.post, MSAM_IMG, MSAM_IMG, iw, ih, iw);
-    const size_t n = (size_t)o->orig_h * o->orig_w;
-    float *full = o->return_logits ? (float *)dst : s->mask_plane;
-    ops->resize_bilinear(s->dws.post, ih, iw, iw, full, o->orig_h, o->orig_w, o->orig_w, o->orig_h, o->orig_w);
-    if (!o->return_logits) ops->threshold((uint8_t *)dst, full, n);
+    if (o->return_logits)
+        ops->resize_bilinear(s->dws.post, ih, iw, iw, (float *)dst, o->orig_h, o->orig_w, o->orig_w, o->orig_h, o->orig_w);
+    else
+        ops->resize_bilinear_mask(s->dws.post, ih, iw, iw, (uint8_t *)dst, o->orig_h, o->orig_w, o->orig_w, o->orig_h, o->orig_w);
 }
 
 msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o, msam_error *err) {
@@ -216,15 +217,6 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
     const int Ts = msam_sparse_token_count(p);
     if ((st = msam_session_reserve_tokens(s, 1 + MSAM_MASK_TOKENS + Ts, err))) return st;
     const size_t plane = (size_t)o->orig_h * o->orig_w;
-    if (!o->return_logits && s->mask_plane_cap < plane) {
-        /* grows once per larger original size; kept for the following calls */
-        const msam_ops *ops = s->model->ops;
-        float *mp = ops->alloc(sizeof(float) * plane);
-        if (!mp) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory for a %dx%d mask", o->orig_h, o->orig_w);
-        ops->release(s->mask_plane);
-        s->mask_plane = mp;
-        s->mask_plane_cap = plane;
-    }
 
     const msam_ops *ops = s->model->ops;
     const int n = msam_num_masks(o->multimask);

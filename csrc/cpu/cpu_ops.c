@@ -154,11 +154,6 @@ static void cpu_mask_logits(float *low, const float *up, const float *hyper, int
         mask_logit_rows(low, up, hyper, (int)((long)rows * t / nt), (int)((long)rows * (t + 1) / nt), rows, c, n);
 }
 
-static void cpu_threshold(uint8_t *dst, const float *src, size_t n) {
-#pragma omp parallel for schedule(static) num_threads(msam_threads()) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] = src[i] > 0.0f;
-}
-
 static const msam_ops g_cpu_ops = {
     .name = "cpu",
     .device = MSAM_DEVICE_CPU,
@@ -183,7 +178,7 @@ static const msam_ops g_cpu_ops = {
     .depth_to_space2 = cpu_depth_to_space2,
     .mask_logits = cpu_mask_logits,
     .resize_bilinear = msam_resize_bilinear_f32,
-    .threshold = cpu_threshold,
+    .resize_bilinear_mask = msam_resize_bilinear_mask,
 };
 
 const msam_ops *msam_cpu_ops(void) { return &g_cpu_ops; }
