@@ -138,8 +138,13 @@ def stats(samples: List[float]) -> Stats:
             "iqr_ms": 1e3 * (q3 - q1), "n": len(samples)}
 
 
+COOLDOWN_S = 0.05
+
+
 def time_interleaved(fns: Dict[str, Callable[[], Any]], repeat: int, warmup: int) -> Dict[str, Stats]:
-    """Round-robin over the implementations, so load that drifts during the run hits all alike."""
+    """Round-robin over the implementations, so load that drifts during the run hits all alike.
+    An untimed pause after each call lets the thread pool that just ran (OpenMP's, ONNX Runtime's)
+    finish spin-waiting, so it does not take cores from the next implementation."""
     samples: Dict[str, List[float]] = {k: [] for k in fns}
     for i in range(warmup + repeat):
         for name, fn in fns.items():
@@ -147,6 +152,7 @@ def time_interleaved(fns: Dict[str, Callable[[], Any]], repeat: int, warmup: int
             fn()
             if i >= warmup:
                 samples[name].append(time.perf_counter() - t0)
+            time.sleep(COOLDOWN_S)
     return {k: stats(v) for k, v in samples.items()}
 
 
