@@ -24,7 +24,9 @@ MASK_BAND = 1e-2    # binary masks may disagree only where |reference logit| < M
 # Original sizes (H, W): landscape, portrait, the photo's own, tiny, single pixel, a 1-pixel-wide
 # column, and sides that are not multiples of 16.
 SIZES = [(1200, 1800), (1080, 810), (534, 800), (17, 23), (1, 1), (1023, 1), (777, 1001)]
-KINDS = ["point1", "points3", "points8_mixed", "box", "box_points",
+# points10 / points11: with the padding point, 16 and 17 tokens, the largest prompt the decoder's
+# folded cross attention takes and the smallest that goes the plain way (cross_attention.c).
+KINDS = ["point1", "points3", "points8_mixed", "box", "box_points", "points10", "points11",
          "mask_feedback", "mask_random", "mask_only", "no_prompt"]
 
 
@@ -54,6 +56,9 @@ def make_prompt(kind: str, size):
         # every label, -1 ("not a point") included; int32 labels to vary the dtype
         p["point_coords"] = points(8)
         p["point_labels"] = np.array([1, 0, -1, 1, 0, 1, -1, 0], dtype=np.int32)
+    elif kind in ("points10", "points11"):
+        n = int(kind[len("points"):])
+        p["point_coords"], p["point_labels"] = points(n), rng.integers(0, 2, n)
     elif kind == "box":
         p["box"] = box()
     elif kind == "box_points":

@@ -6,6 +6,17 @@
 
 #include "decoder.h"
 
+/* Upload the tensor prefix.suffix (n floats) as plain op memory. */
+static msam_status raw_load(float **out, const msam_ops *ops, const msam_weight_table *wt,
+                            const char *prefix, const char *suffix, int64_t n, msam_error *err) {
+    char name[320]; /* prefix (< 256) + "." + suffix */
+    snprintf(name, sizeof name, "%s.%s", prefix, suffix);
+    const float *w = msam_wt_get(wt, name, n, err);
+    if (!w) return MSAM_ERR_WEIGHTS;
+    if (!(*out = ops->upload(w, (size_t)n))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", name);
+    return MSAM_OK;
+}
+
 static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
                              const char *prefix, int inner, msam_error *err) {
     char name[256];
@@ -18,7 +29,18 @@ static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, const msam_wei
     snprintf(name, sizeof name, "%s.v_proj", prefix);
     if ((st = msam_linear_load(&a->v, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
     snprintf(name, sizeof name, "%s.out_proj", prefix);
-    return msam_linear_load(&a->out, ops, wt, name, MSAM_EMB, inner, 1, err);
+    if ((st = msam_linear_load(&a->out, ops, wt, name, MSAM_EMB, inner, 1, err))) return st;
+    if (inner != MSAM_CROSS) return MSAM_OK;
+    const int64_t wn = (int64_t)MSAM_CROSS * MSAM_EMB;
+    snprintf(name, sizeof name, "%s.q_proj", prefix);
+    if ((st = raw_load(&a->wq, ops, wt, name, "weight", wn, err)) || (st = raw_load(&a->bq, ops, wt, name, "bias", MSAM_CROSS, err))) return st;
+    snprintf(name, sizeof name, "%s.k_proj", prefix);
+    if ((st = raw_load(&a->wk, ops, wt, name, "weight", wn, err))) return st;
+    snprintf(name, sizeof name, "%s.v_proj", prefix);
+    if ((st = raw_load(&a->wv, ops, wt, name, "weight", wn, err)) || (st = raw_load(&a->bv, ops, wt, name, "bias", MSAM_CROSS, err))) return st;
+    snprintf(name, sizeof name, "%s.out_proj", prefix);
+    if ((st = raw_load(&a->wo, ops, wt, name, "weight", wn, err)) || (st = raw_load(&a->bo, ops, wt, name, "bias", MSAM_EMB, err))) return st;
+    return MSAM_OK;
 }
 
 static void attn_release(msam_attn_w *a, const msam_ops *ops) {
@@ -27,10 +49,15 @@ static void attn_release(msam_attn_w *a, const msam_ops *ops) {
     ops->linear_free(a->v);
     ops->linear_free(a->out);
     a->q = a->k = a->v = a->out = NULL;
+    float **raw[] = {&a->wq, &a->wk, &a->wv, &a->wo, &a->bq, &a->bv, &a->bo};
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        ops->release(*raw[i]);
+        *raw[i] = NULL;
+    }
 }
 
 /* ConvTranspose2d(cin, cout, 2, stride 2) [cin][cout][dy][dx] as a linear cin -> 4*cout whose
- * output channel (dy*2+dx)*cout + o is what ops->depth_to_space2 scatters to pixel (dy, dx). */
+ * output channel (dy*2+dx)*cout + o belongs to sub-pixel (dy, dx) of its input pixel. */
 static msam_status convT_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
                               const char *prefix, int cin, int cout, msam_error *err) {
     char name[256];
@@ -129,6 +156,8 @@ void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops) {
     for (int l = 0; l < 3; l++) ops->linear_free(dw->iou[l]), dw->iou[l] = NULL;
 }
 
+#define PROJ0_LD (2 * MSAM_CROSS)
+
 /* Token buffers inside ws->tok, each max_tokens rows. */
 enum { TB_PE, TB_Q, TB_T, TB_A, TB_B, TB_C, TB_ATT, TB_COUNT };
 #define TOK_ROW_FLOATS (TB_COUNT * MSAM_EMB + MSAM_MLP)
@@ -136,25 +165,27 @@ enum { TB_PE, TB_Q, TB_T, TB_A, TB_B, TB_C, TB_ATT, TB_COUNT };
 size_t msam_decoder_tok_floats(int max_tokens) { return (size_t)max_tokens * TOK_ROW_FLOATS; }
 
 void msam_decoder_proj0(const msam_model *m, msam_decoder_ws *ws) {
-    /* Layer 0's image-side projections depend only on keys0 = embedding + dense prompt:
-     * t2i.k(keys0 + pe), t2i.v(keys0), i2t.q(keys0 + pe), stored side by side (ld 384). */
+    /* Layer 0's image side is keys0 = embedding + dense prompt for every prompt: keys0 + pe and
+     * the token-to-image projections t2i.k(keys0 + pe) | t2i.v(keys0) (side by side, ld 256). */
     const msam_ops *ops = m->ops;
     const msam_twoway_layer *L = &m->decoder.layers[0];
-    ops->add(ws->tmp, ws->keys0, m->prompt.dense_pe, (size_t)MSAM_PIX * MSAM_EMB);
-    ops->linear(ws->proj0, 384, ws->tmp, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
-    ops->linear(ws->proj0 + 128, 384, ws->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
-    ops->linear(ws->proj0 + 256, 384, ws->tmp, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+    ops->add(ws->keys0pe, ws->keys0, m->prompt.dense_pe, (size_t)MSAM_PIX * MSAM_EMB);
+    ops->linear(ws->proj0, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ws->proj0 + MSAM_CROSS, PROJ0_LD, ws->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
 }
 
 /* queries = norm(queries + attn.out(attention(attn.q(xq), attn.k(xk), attn.v(xv)))) for the
- * token side, where xk/xv may be the image side given as ready projections kh/vh. */
+ * token side, where the image side is given as ready projections kh/vh, or (kh == NULL) folded
+ * from the image x and xpe = x + PE. */
 static void token_to_image(const msam_ops *ops, const msam_attn_w *a, const msam_norm_w *norm,
                            float *Q, const float *PE, int T, const float *kh, const float *vh,
-                           ptrdiff_t ldkv, float *tbuf, float *qh, float *att) {
+                           ptrdiff_t ldkv, const float *x, const float *xpe, float *tbuf,
+                           float *qh, float *att, msam_decoder_ws *ws) {
     ops->add(tbuf, Q, PE, (size_t)T * MSAM_EMB);
-    ops->linear(qh, 128, tbuf, MSAM_EMB, T, a->q, MSAM_ACT_NONE, NULL, 0);
-    ops->attention(att, qh, 128, kh, ldkv, vh, ldkv, T, MSAM_PIX, MSAM_HEADS, 128 / MSAM_HEADS);
-    ops->linear(Q, MSAM_EMB, att, 128, T, a->out, MSAM_ACT_NONE, Q, MSAM_EMB);
+    ops->linear(qh, MSAM_CROSS, tbuf, MSAM_EMB, T, a->q, MSAM_ACT_NONE, NULL, 0);
+    if (kh) ops->attention(att, qh, MSAM_CROSS, kh, ldkv, vh, ldkv, T, MSAM_PIX, MSAM_HEADS, MSAM_CROSS / MSAM_HEADS);
+    else msam_t2i_folded(ops, a, qh, T, xpe, x, att, ws);
+    ops->linear(Q, MSAM_EMB, att, MSAM_CROSS, T, a->out, MSAM_ACT_NONE, Q, MSAM_EMB);
     ops->layernorm(Q, Q, T, MSAM_EMB, norm->g, norm->b, 1e-5f);
 }
 
@@ -175,6 +206,7 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     ops->copy_in(Q, PE, (size_t)T * MSAM_EMB); /* op memory to op memory: same on the CPU */
 
     const size_t img = (size_t)MSAM_PIX * MSAM_EMB;
+    const int fold = T <= MSAM_FOLD_MAX_TOKENS;
     for (int l = 0; l < 2; l++) {
         const msam_twoway_layer *L = &dw->layers[l];
         const float *keys_in = l == 0 ? ws->keys0 : ws->keys;
@@ -193,18 +225,19 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         ops->linear(Q, MSAM_EMB, att, MSAM_EMB, T, L->self_attn.out, MSAM_ACT_NONE, l > 0 ? Q : NULL, MSAM_EMB);
         ops->layernorm(Q, Q, T, MSAM_EMB, L->norm1.g, L->norm1.b, 1e-5f);
 
-        /* tokens attend to the image */
-        const float *kh, *vh;
-        ptrdiff_t ldkv;
+        /* tokens attend to the image (layer 0: through the cached projections) */
+        const float *xpe = l == 0 ? ws->keys0pe : ws->tmp;
+        if (l > 0) ops->add(ws->tmp, keys_in, m->prompt.dense_pe, img);
         if (l == 0) {
-            kh = ws->proj0, vh = ws->proj0 + 128, ldkv = 384;
+            token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, ws->proj0, ws->proj0 + MSAM_CROSS, PROJ0_LD,
+                           NULL, NULL, tmp, qa, att, ws);
+        } else if (fold) {
+            token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, NULL, NULL, 0, keys_in, xpe, tmp, qa, att, ws);
         } else {
-            ops->add(ws->tmp, keys_in, m->prompt.dense_pe, img);
-            ops->linear(ws->kp, 128, ws->tmp, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
-            ops->linear(ws->vp, 128, keys_in, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
-            kh = ws->kp, vh = ws->vp, ldkv = 128;
+            ops->linear(ws->kp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
+            ops->linear(ws->vp, MSAM_CROSS, keys_in, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
+            token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, ws->kp, ws->vp, MSAM_CROSS, NULL, NULL, tmp, qa, att, ws);
         }
-        token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, kh, vh, ldkv, tmp, qa, att);
 
         /* token MLP (ReLU) */
         ops->linear(hidden, MSAM_MLP, Q, MSAM_EMB, T, L->lin1, MSAM_ACT_RELU, NULL, 0);
@@ -213,37 +246,38 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
 
         /* the image attends to the tokens: queries from the image (+PE), keys tokens (+PE) */
         ops->add(tmp, Q, PE, (size_t)T * MSAM_EMB);
-        ops->linear(ka, 128, tmp, MSAM_EMB, T, L->i2t.k, MSAM_ACT_NONE, NULL, 0);
-        ops->linear(va, 128, Q, MSAM_EMB, T, L->i2t.v, MSAM_ACT_NONE, NULL, 0);
-        const float *qi;
-        ptrdiff_t ldq;
-        if (l == 0) {
-            qi = ws->proj0 + 256, ldq = 384;
+        ops->linear(ka, MSAM_CROSS, tmp, MSAM_EMB, T, L->i2t.k, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(va, MSAM_CROSS, Q, MSAM_EMB, T, L->i2t.v, MSAM_ACT_NONE, NULL, 0);
+        if (fold) {
+            msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, keys_in, ws->keys, ws);
         } else {
-            /* ws->tmp still holds keys_in + PE from the token-to-image step */
-            ops->linear(ws->qp, 128, ws->tmp, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
-            qi = ws->qp, ldq = 128;
+            ops->linear(ws->qp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+            ops->attention(ws->att, ws->qp, MSAM_CROSS, ka, MSAM_CROSS, va, MSAM_CROSS, MSAM_PIX, T, MSAM_HEADS,
+                           MSAM_CROSS / MSAM_HEADS);
+            ops->linear(ws->keys, MSAM_EMB, ws->att, MSAM_CROSS, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
         }
-        ops->attention(ws->att, qi, ldq, ka, 128, va, 128, MSAM_PIX, T, MSAM_HEADS, 128 / MSAM_HEADS);
-        ops->linear(ws->keys, MSAM_EMB, ws->att, 128, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
         ops->layernorm(ws->keys, ws->keys, MSAM_PIX, MSAM_EMB, L->norm4.g, L->norm4.b, 1e-5f);
     }
 
     /* final token-to-image attention */
     ops->add(ws->tmp, ws->keys, m->prompt.dense_pe, img);
-    ops->linear(ws->kp, 128, ws->tmp, MSAM_EMB, MSAM_PIX, dw->final_attn.k, MSAM_ACT_NONE, NULL, 0);
-    ops->linear(ws->vp, 128, ws->keys, MSAM_EMB, MSAM_PIX, dw->final_attn.v, MSAM_ACT_NONE, NULL, 0);
-    token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, T, ws->kp, ws->vp, 128, tmp,
-                   tb[TB_A], tb[TB_ATT]);
+    if (fold) {
+        token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, T, NULL, NULL, 0, ws->keys, ws->tmp, tmp,
+                       tb[TB_A], tb[TB_ATT], ws);
+    } else {
+        ops->linear(ws->kp, MSAM_CROSS, ws->tmp, MSAM_EMB, MSAM_PIX, dw->final_attn.k, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ws->vp, MSAM_CROSS, ws->keys, MSAM_EMB, MSAM_PIX, dw->final_attn.v, MSAM_ACT_NONE, NULL, 0);
+        token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, T, ws->kp, ws->vp, MSAM_CROSS, NULL, NULL, tmp,
+                       tb[TB_A], tb[TB_ATT], ws);
+    }
 
-    /* upscale: convT 2x2 s2 (256->64), LayerNorm2d, GELU, convT 2x2 s2 (64->32), GELU */
+    /* upscale: convT 2x2 s2 (256->64), LayerNorm2d, GELU, convT 2x2 s2 (64->32), GELU. Every
+     * step after a convT is per pixel, so its output stays in sub-pixel order (rows x 4*cout
+     * read as 4*rows x cout) and only mask_logits places the pixels (see ops.h). */
     ops->linear(ws->up1, 256, ws->keys, MSAM_EMB, MSAM_PIX, dw->up1, MSAM_ACT_NONE, NULL, 0);
-    ops->depth_to_space2(ws->up_map1, ws->up1, MSAM_GRID, MSAM_GRID, 64);
-    ops->layernorm(ws->up_map1, ws->up_map1, 128 * 128, 64, dw->up_norm.g, dw->up_norm.b, 1e-6f);
-    ops->activate(ws->up_map1, ws->up_map1, (size_t)128 * 128 * 64, MSAM_ACT_GELU);
-    /* GELU commutes with the depth-to-space permutation, so it runs in the GEMM epilogue */
-    ops->linear(ws->up2, 128, ws->up_map1, 64, 128 * 128, dw->up2, MSAM_ACT_GELU, NULL, 0);
-    ops->depth_to_space2(ws->up_map2, ws->up2, 128, 128, 32);
+    ops->layernorm(ws->up1, ws->up1, 4 * MSAM_PIX, 64, dw->up_norm.g, dw->up_norm.b, 1e-6f);
+    ops->activate(ws->up1, ws->up1, (size_t)MSAM_PIX * 256, MSAM_ACT_GELU);
+    ops->linear(ws->up2, 128, ws->up1, 64, 4 * MSAM_PIX, dw->up2, MSAM_ACT_GELU, NULL, 0);
 
     /* hypernetwork MLPs on the mask tokens -> 4 x 32, then the masks they select */
     float *h1 = tb[TB_A], *h2 = tb[TB_B], *hyper = tb[TB_C];
@@ -254,7 +288,7 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         ops->linear(hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
     }
     const int first = multimask ? 1 : 0, n = msam_num_masks(multimask);
-    ops->mask_logits(ws->low, ws->up_map2, hyper + (size_t)first * 32, MSAM_LOWRES * MSAM_LOWRES, 32, n);
+    ops->mask_logits(ws->low, ws->up2, hyper + (size_t)first * 32, MSAM_GRID, 32, n);
 
     /* IoU head on the IoU token */
     ops->linear(h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);

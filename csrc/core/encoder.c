@@ -7,6 +7,7 @@
 
 #include "encoder.h"
 #include "model.h" /* msam_norm_w, msam_norm_load, msam_linear_load */
+#include "threads.h"
 
 #define IMG 1024
 #define PE_MID 32     /* patch_embed's first conv: 3 -> 32, stride 2 -> 512x512 */
@@ -252,6 +253,10 @@ static void plan_workspace(msam_encoder *e) {
     AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(IMG, IMG, 3, 2));
     AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(half, half, PE_MID, 2));
     AT_LEAST(scr, e->ops->conv3x3_scratch_bytes(LAYER[3].side, LAYER[3].side, NECK, 1));
+    for (int l = 1; l < 4; l++) /* window attention's per-thread buffers share the conv scratch */
+        AT_LEAST(scr, e->ops->window_attention_scratch_bytes(LAYER[l].win, LAYER[l].heads,
+                                                             LAYER[l].dim / LAYER[l].heads,
+                                                             msam_threads_for_sizing()));
 #undef AT_LEAST
     /* 64-byte aligned buffers, one after the other */
 #define PLACE(off, bytes) do { (off) = total; total += ((bytes) + 63) & ~(size_t)63; } while (0)
@@ -369,11 +374,12 @@ size_t msam_encoder_workspace_bytes(const msam_encoder *e) { return e ? e->ws_by
 /* ---- forward -------------------------------------------------------------------------- */
 
 /* x: the running map; x2: a block's output map (then swapped with x); t: local_conv rows;
- * h1/h2: band intermediates; scratch: conv3x3 im2col. */
+ * h1/h2: band intermediates; scratch: conv3x3 im2col, window attention's per-thread buffers. */
 typedef struct {
     const msam_ops *o;
     float *x, *x2, *t, *h1, *h2;
-    void *scratch;
+    void *scratch; /* scratch_bytes */
+    size_t scratch_bytes;
 } enc_bufs;
 
 /* 1x1 -> GELU -> dw 3x3 (stride) -> GELU -> 1x1 on the side x side x cin map in b->x, result
@@ -437,7 +443,7 @@ static void block_forward(const enc_bufs *b, const enc_block *k, int side, int d
         o->layernorm(b->h1, xa, n, dim, k->norm1.g, k->norm1.b, 1e-5f);
         o->linear(b->h2, 3 * dim, b->h1, dim, n, k->qkv, MSAM_ACT_NONE, NULL, 0);
         o->window_attention(b->h1, b->h2, k->pad_qkv, bnd - a, side, win, heads, dh, k->bias,
-                            1.0f / sqrtf((float)dh));
+                            1.0f / sqrtf((float)dh), b->scratch, b->scratch_bytes);
         o->linear(xa, dim, b->h1, dim, n, k->proj, MSAM_ACT_NONE, xa, dim);
 
         const int d = bnd == side ? side : bnd - 1;
@@ -485,7 +491,8 @@ msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *o
     const msam_ops *o = e->ops;
     char *ws = workspace;
     enc_bufs b = {o, (float *)(ws + e->off_x), (float *)(ws + e->off_x2), (float *)(ws + e->off_t),
-                  (float *)(ws + e->off_h1), (float *)(ws + e->off_h2), ws + e->off_scratch};
+                  (float *)(ws + e->off_h1), (float *)(ws + e->off_h2), ws + e->off_scratch,
+                  e->ws_bytes - e->off_scratch};
 #define STAGE(name, data, side, c) \
     do { if (stage_fn) stage_fn(stage_user, name, data, side, side, c); } while (0)
 

@@ -48,12 +48,14 @@ void msam_model_free(msam_model *m) {
 
 static void ws_release(msam_decoder_ws *w, const msam_ops *ops) {
     float **bufs[] = {&w->keys0, &w->proj0, &w->keys, &w->tmp, &w->kp, &w->vp, &w->qp, &w->att,
-                      &w->dense, &w->mask_tmp, &w->up1, &w->up2, &w->up_map1, &w->up_map2,
-                      &w->low, &w->post, &w->tok};
+                      &w->dense, &w->mask_tmp, &w->up1, &w->up2,
+                      &w->low, &w->post, &w->tok, &w->fold, &w->keys0pe};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         ops->release(*bufs[i]);
         *bufs[i] = NULL;
     }
+    ops->release(w->mm_scratch);
+    w->mm_scratch = NULL;
 }
 
 /* (Re)size the token buffers; only predict with more than MIN_TOKENS prompt tokens grows them. */
@@ -91,7 +93,8 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(s->input, (size_t)MSAM_IMG * MSAM_IMG * 3);
     ALLOC(s->embedding, img);
     ALLOC(w->keys0, img);
-    ALLOC(w->proj0, px * 384);
+    ALLOC(w->proj0, px * 256);
+    ALLOC(w->keys0pe, img);
     ALLOC(w->keys, img);
     ALLOC(w->tmp, img);
     ALLOC(w->kp, px * 128);
@@ -102,11 +105,14 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(w->mask_tmp, 5 * 65536);
     ALLOC(w->up1, px * 256);
     ALLOC(w->up2, (size_t)128 * 128 * 128);
-    ALLOC(w->up_map1, (size_t)128 * 128 * 64);
-    ALLOC(w->up_map2, (size_t)256 * 256 * 32);
     ALLOC(w->low, (size_t)MSAM_MASK_TOKENS * MSAM_LOWRES * MSAM_LOWRES);
     ALLOC(w->post, (size_t)MSAM_IMG * MSAM_IMG);
+    ALLOC(w->fold, MSAM_FOLD_FLOATS);
 #undef ALLOC
+    {
+        /* the folded attention's largest right operand: the image in (heads*T x 4096) . image */
+        ok = ok && (w->mm_scratch = ops->alloc(ops->matmul_scratch_bytes(MSAM_EMB, MSAM_PIX))) != NULL;
+    }
     if (!ok || msam_session_reserve_tokens(s, MIN_TOKENS, err)) {
         msam_session_free(s);
         return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating a session");

@@ -15,10 +15,18 @@
 #define MSAM_HEADS 8       /* decoder attention heads */
 #define MSAM_MLP 2048      /* decoder token MLP width */
 #define MSAM_MASK_TOKENS 4
+#define MSAM_CROSS 128     /* cross-attention width */
+/* The cross attentions are folded into their projections (cross_attention.c) while heads x
+ * tokens fits in the cross width; longer prompts take the plain path. */
+#define MSAM_FOLD_MAX_TOKENS (MSAM_CROSS / MSAM_HEADS)
+#define MSAM_FOLD_FLOATS (3 * MSAM_CROSS * MSAM_EMB + MSAM_CROSS)
 
 typedef struct {
     msam_linear *q, *k, *v, *out;
     int inner; /* 256 for self-attention, 128 for the cross attentions */
+    /* Cross attentions only: the plain weights ([out][in], op memory) and the biases the folded
+     * form needs (cross_attention.c multiplies per-prompt operands into them). */
+    float *wq, *wk, *wv, *wo, *bq, *bv, *bo;
 } msam_attn_w;
 
 typedef struct {
@@ -48,7 +56,7 @@ typedef struct {
     msam_twoway_layer layers[2];
     msam_attn_w final_attn;
     msam_norm_w norm_final;
-    msam_linear *up1, *up2; /* transposed 2x2 s2 convs as linears + depth-to-space */
+    msam_linear *up1, *up2; /* transposed 2x2 s2 convs as linears (output in sub-pixel order) */
     msam_norm_w up_norm;
     msam_linear *hyper[MSAM_MASK_TOKENS][3];
     msam_linear *iou[3];
@@ -66,16 +74,18 @@ struct msam_model {
  * prompt sets run one after another through the same buffers). */
 typedef struct {
     float *keys0;       /* 4096 x 256: embedding + dense prompt shared by the batch */
-    float *proj0;       /* 4096 x 384: layer 0's prompt-independent projections */
+    float *keys0pe;     /* 4096 x 256: keys0 + the image positional encoding */
+    float *proj0;       /* 4096 x 256: layer 0's prompt-independent t2i k | t2i v */
     float *keys, *tmp;  /* 4096 x 256 each */
     float *kp, *vp, *qp, *att; /* 4096 x 128 each */
     float *dense;       /* 4096 x 256 dense prompt from a mask input */
     float *mask_tmp;    /* 128 x 128 x 16 + 64 x 64 x 64 scratch for mask downscaling */
-    float *up1, *up2;   /* 64*64 x 256 and 128*128 x 128 linear outputs */
-    float *up_map1, *up_map2; /* 128 x 128 x 64 and 256 x 256 x 32 */
+    float *up1, *up2;   /* 64*64 x 256 and 128*128 x 128 transposed-conv outputs, sub-pixel order */
     float *low;         /* 4 x 256 x 256 low-res logits of the current prompt set */
     float *post;        /* 1024 x 1024 post-processing plane */
     float *tok;         /* token buffers: MSAM_TOK_BUFS x max_tokens x 2048 */
+    float *fold;        /* MSAM_FOLD_FLOATS: per-prompt operands of the folded cross attention */
+    void *mm_scratch;   /* ops->matmul's packing space for the decoder's largest product */
     int max_tokens;
 } msam_decoder_ws;
 

@@ -59,23 +59,45 @@ typedef struct msam_ops {
     /* TinyViT windowed attention over an h x w map already projected to qkv: qkv rows are
      * [head0 q(dh) k(dh) v(dh), head1 ...]; positions outside the map (bottom/right padding up
      * to a multiple of win) take pad_qkv. bias is [heads][win*win][win*win] (expanded from the
-     * per-offset table); y is h*w x heads*dh (head-major channels). */
+     * per-offset table); y is h*w x heads*dh (head-major channels). scratch is op memory. */
     void (*window_attention)(float *y, const float *qkv, const float *pad_qkv, int h, int w,
-                             int win, int heads, int dh, const float *bias, float scale);
+                             int win, int heads, int dh, const float *bias, float scale,
+                             void *scratch, size_t scratch_bytes);
+    /* Scratch that lets window_attention run on `threads` threads (it uses no more threads than
+     * the scratch it is given covers, and still works, more slowly, with none). */
+    size_t (*window_attention_scratch_bytes)(int win, int heads, int dh, int threads);
 
     /* Plain multi-head attention (mask decoder): out[i, h*dh + d] = softmax_j(q_i.k_j / sqrt(dh))
      * v_j per head h; q, k, v rows ldq, ldk, ldv floats apart; out is nq x heads*dh packed. */
     void (*attention)(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                       const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
 
-    /* 2x2 space-to-depth: x h x w x c -> y (h/2) x (w/2) x 4c with channel (dy*2+dx)*c + ch;
-     * depth-to-space is its inverse ((h x w x 4c) -> 2h x 2w x c). */
-    void (*space_to_depth2)(float *y, const float *x, int h, int w, int c);
-    void (*depth_to_space2)(float *y, const float *x, int h, int w, int c);
+    /* Product with a right operand made during the call (the decoder's attention folded into
+     * its projections): y[i, j] = sum_p x[i, p] * W(j, p) + bias[j] + residual[i, j] for i < m,
+     * j < n, p < k, where W(j, p) = w[j*ws_n + p*ws_k] (so both [n][k] and [k][n] layouts
+     * work). x, y, residual rows ldx, ldy, ldr floats apart; bias, residual may be NULL. scratch
+     * holds matmul_scratch_bytes(n, k) bytes; nothing is allocated. */
+    size_t (*matmul_scratch_bytes)(int n, int k);
+    void (*matmul)(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int m, const float *w,
+                   ptrdiff_t ws_n, ptrdiff_t ws_k, int n, int k, const float *bias,
+                   const float *residual, ptrdiff_t ldr, void *scratch);
 
-    /* Hypernetwork mask logits: low[i][r] = sum_c up[r][c] * hyper[i][c] for i < n, r < rows;
-     * low is planar (n x rows), up channels-last (rows x c), hyper n x c. */
-    void (*mask_logits)(float *low, const float *up, const float *hyper, int rows, int c, int n);
+    /* In place, for a < count: v = x + a*stride (len contiguous floats) becomes
+     * softmax(scale * v). */
+    void (*softmax)(float *x, int count, ptrdiff_t stride, int len, float scale);
+
+    /* y[j, i] = x[i, j] for i < rows, j < cols; x rows ldx floats apart, y rows ldy apart. */
+    void (*transpose)(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows, int cols);
+
+    /* 2x2 space-to-depth: x h x w x c -> y (h/2) x (w/2) x 4c with channel (dy*2+dx)*c + ch. */
+    void (*space_to_depth2)(float *y, const float *x, int h, int w, int c);
+
+    /* Hypernetwork mask logits: low[i][Y][X] = sum_c up[r][c] * hyper[i][c] for i < n over the
+     * 4g x 4g grid; low is planar (n x 4g x 4g), hyper n x c. up (16 g^2 rows x c) is left in the
+     * order two 2x2 stride-2 transposed convs (as linears) produce it over a g x g map, with no
+     * depth-to-space between: row r = ((y*g + x)*4 + t1)*4 + t2 holds pixel
+     * Y = 4y + 2(t1/2) + t2/2, X = 4x + 2(t1%2) + t2%2. */
+    void (*mask_logits)(float *low, const float *up, const float *hyper, int g, int c, int n);
 
     /* Post-processing: bilinear (align_corners=False) resize of one plane with an optional crop
      * of the output grid (see cpu/resize.h); the _mask form writes the mask (result > 0) as

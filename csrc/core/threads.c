@@ -27,3 +27,11 @@ int msam_get_num_threads(void) {
 }
 
 int msam_threads(void) { return msam_get_num_threads(); }
+
+int msam_threads_for_sizing(void) {
+    int n = msam_threads();
+#ifdef _OPENMP
+    if (omp_get_num_procs() > n) n = omp_get_num_procs();
+#endif
+    return n;
+}

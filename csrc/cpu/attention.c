@@ -6,8 +6,12 @@
 #include <omp.h>
 #endif
 
+#include <string.h>
+
 #include "cpu_kernels.h"
+#include "gemm.h"
 #include "threads.h"
+#include "vec_avx2.h"
 
 #define MAX_STACK_KEYS 4096
 
@@ -21,8 +25,13 @@ static inline __attribute__((always_inline)) void attend_row(float *restrict out
     float mx = -INFINITY;
     for (int j = 0; j < nk; j++) {
         const float *kj = k + (size_t)j * ldk;
-        float dot = 0.0f;
-        for (int d = 0; d < dh; d++) dot += q[d] * kj[d];
+        /* 8 lanes: a strict-order sum would chain every add and never vectorise */
+        float acc[8] = {0};
+        int d = 0;
+        for (; d + 8 <= dh; d += 8)
+            for (int l = 0; l < 8; l++) acc[l] += q[d + l] * kj[d + l];
+        float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (; d < dh; d++) dot += q[d] * kj[d];
         s[j] = dot * scale;
         mx = s[j] > mx ? s[j] : mx;
     }
@@ -56,6 +65,80 @@ DEFINE_ROWS(rows_dh16, 16)
 DEFINE_ROWS(rows_dh32, 32)
 DEFINE_ROWS(rows_any, dh)
 
+#if MSAM_HAVE_AVX2
+/* attend_row with dh % 8 == 0 (dh <= 64) in AVX2: scores of 8 keys at a time (their 8 partial
+ * vectors turned by transpose8 and added, so no horizontal sum per key), the vector exp, then the
+ * probability-weighted sum of the value rows in dh/8 registers. */
+MSAM_TARGET_AVX2 static void attend_row_avx2(float *restrict out, const float *restrict q,
+                                             const float *restrict k, ptrdiff_t ldk,
+                                             const float *restrict v, ptrdiff_t ldv, int nk, int dh,
+                                             float scale, float *restrict s) {
+    const int nv = dh / 8;
+    __m256 qv[8];
+    for (int c = 0; c < nv; c++) qv[c] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * c), _mm256_set1_ps(scale));
+    __m256 mx8 = _mm256_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        __m256 r[8];
+        for (int t = 0; t < 8; t++) {
+            const float *kj = k + (size_t)(j + t) * ldk;
+            __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kj));
+            for (int c = 1; c < nv; c++) a = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kj + 8 * c), a);
+            r[t] = a;
+        }
+        transpose8(r);
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[0], r[1]), _mm256_add_ps(r[2], r[3])),
+                                   _mm256_add_ps(_mm256_add_ps(r[4], r[5]), _mm256_add_ps(r[6], r[7])));
+        _mm256_storeu_ps(s + j, sum);
+        mx8 = _mm256_max_ps(mx8, sum);
+    }
+    float mx = hmax8(mx8);
+    for (; j < nk; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kj));
+        for (int c = 1; c < nv; c++) a = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kj + 8 * c), a);
+        s[j] = hsum8(a);
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    const __m256 m8 = _mm256_set1_ps(mx);
+    __m256 sum8 = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= nk; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m8));
+        _mm256_storeu_ps(s + j, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    float sum = hsum8(sum8);
+    if (j < nk) {
+        float tail[8];
+        for (int t = 0; t < 8; t++) tail[t] = j + t < nk ? s[j + t] - mx : -INFINITY;
+        _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
+        for (int t = 0; j + t < nk; t++) s[j + t] = tail[t], sum += tail[t];
+    }
+    __m256 acc[8];
+    for (int c = 0; c < nv; c++) acc[c] = _mm256_setzero_ps();
+    for (j = 0; j < nk; j++) {
+        const __m256 p = _mm256_set1_ps(s[j]);
+        const float *vj = v + (size_t)j * ldv;
+        for (int c = 0; c < nv; c++) acc[c] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * c), acc[c]);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(acc[c], inv));
+}
+
+MSAM_TARGET_AVX2 static void rows_avx2(float *out, const float *q, ptrdiff_t ldq, const float *k,
+                                       ptrdiff_t ldk, const float *v, ptrdiff_t ldv, int first,
+                                       int last, int nq, int nk, int heads, int dh, float scale,
+                                       float *s) {
+    for (int t = first; t < last; t++) {
+        int h = t / nq, i = t % nq;
+        attend_row_avx2(out + (size_t)i * heads * dh + (size_t)h * dh, q + (size_t)i * ldq + (size_t)h * dh,
+                        k + (size_t)h * dh, ldk, v + (size_t)h * dh, ldv, nk, dh, scale, s);
+    }
+}
+
+static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
+#endif
+
 void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                         const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {
     const float scale = 1.0f / sqrtf((float)dh);
@@ -76,6 +159,10 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
 #endif
         const int first = (int)((long)total * id / nt), last = (int)((long)total * (id + 1) / nt);
         if (!s) failed = 1;
+#if MSAM_HAVE_AVX2
+        else if (dh % 8 == 0 && use_avx2())
+            rows_avx2(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
+#endif
         else if (dh == 16) rows_dh16(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
         else if (dh == 32) rows_dh32(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
         else rows_any(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);

@@ -34,7 +34,9 @@ void msam_cpu_dwconv3x3_ref(float *y, const float *x, int h, int w, int c, int s
 
 /* window_attention.c */
 void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv, int h, int w,
-                               int win, int heads, int dh, const float *bias, float scale);
+                               int win, int heads, int dh, const float *bias, float scale,
+                               void *scratch, size_t scratch_bytes);
+size_t msam_cpu_window_attention_scratch_bytes(int win, int heads, int dh, int threads);
 void msam_cpu_window_attention_ref(float *y, const float *qkv, const float *pad_qkv, int h,
                                    int w, int win, int heads, int dh, const float *bias,
                                    float scale);
@@ -44,5 +46,9 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
                         const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
 void msam_cpu_attention_ref(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+
+/* softmax.c: ops->softmax */
+void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scale);
+void msam_cpu_softmax_ref(float *x, int count, ptrdiff_t stride, int len, float scale);
 
 #endif

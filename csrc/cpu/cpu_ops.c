@@ -10,6 +10,7 @@
 #include "gemm_internal.h"
 #include "resize.h"
 #include "threads.h"
+#include "vec_avx2.h"
 
 static void *cpu_alloc(size_t bytes) {
     /* 64-byte aligned so kernels may use aligned vector loads on rows that start a buffer. */
@@ -51,11 +52,15 @@ static void cpu_linear(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, i
     msam_gemm(rows, x, ldx, lin->b, lin->bias, act, residual, ldr, y, ldy);
 }
 
-/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares.
- * Rows are independent; the row loop is cloned for AVX2 (chosen at load by the ifunc resolver). */
-__attribute__((target_clones("avx2", "default"))) static void layernorm_rows(
-    float *restrict y, const float *restrict x, int first, int last, int c,
-    const float *restrict gamma, const float *restrict beta, float eps) {
+static void cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int m,
+                       const float *w, ptrdiff_t ws_n, ptrdiff_t ws_k, int n, int k,
+                       const float *bias, const float *residual, ptrdiff_t ldr, void *scratch) {
+    msam_gemm_dyn(m, x, ldx, w, ws_n, ws_k, n, k, bias, MSAM_ACT_NONE, residual, ldr, y, ldy, scratch);
+}
+
+/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares. */
+static void layernorm_rows(float *y, const float *x, int first, int last, int c,
+                           const float *restrict gamma, const float *restrict beta, float eps) {
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
         float *yr = y + (size_t)r * c;
@@ -71,12 +76,58 @@ __attribute__((target_clones("avx2", "default"))) static void layernorm_rows(
     }
 }
 
+#if MSAM_HAVE_AVX2
+/* The same for c % 8 == 0 with the sums in 8 lanes (a strict left-to-right sum chains every add
+ * and cannot vectorise); y may be x, each row is read before it is written. */
+MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int first, int last, int c,
+                                                 const float *restrict gamma,
+                                                 const float *restrict beta, float eps) {
+    const float inv_c = 1.0f / (float)c;
+    for (int r = first; r < last; r++) {
+        const float *xr = x + (size_t)r * c;
+        float *yr = y + (size_t)r * c;
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 16 <= c; i += 16) {
+            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(xr + i));
+            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(xr + i + 8));
+        }
+        if (i < c) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(xr + i));
+        const __m256 mean = _mm256_set1_ps(hsum8(_mm256_add_ps(s0, s1)) * inv_c);
+        s0 = s1 = _mm256_setzero_ps();
+        for (i = 0; i + 16 <= c; i += 16) {
+            const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mean);
+            const __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8), mean);
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+            s1 = _mm256_fmadd_ps(d1, d1, s1);
+        }
+        if (i < c) {
+            const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mean);
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+        }
+        const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(hsum8(_mm256_add_ps(s0, s1)) * inv_c + eps));
+        for (i = 0; i < c; i += 8) {
+            const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mean), rstd);
+            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i)));
+        }
+    }
+}
+#endif
+
 static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
                           const float *beta, float eps) {
     const int nt = rows > 64 ? msam_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++)
-        layernorm_rows(y, x, (int)((long)rows * t / nt), (int)((long)rows * (t + 1) / nt), c, gamma, beta, eps);
+    for (int t = 0; t < nt; t++) {
+        const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
+#if MSAM_HAVE_AVX2
+        if (c % 8 == 0 && strcmp(msam_gemm_isa(), "generic") != 0) {
+            layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps);
+            continue;
+        }
+#endif
+        layernorm_rows(y, x, first, last, c, gamma, beta, eps);
+    }
 }
 
 static void cpu_add(float *y, const float *a, const float *b, size_t n) {
@@ -111,6 +162,20 @@ static void cpu_copy(float *dst, const float *src, size_t n) {
     if (dst != src) memcpy(dst, src, sizeof(float) * n);
 }
 
+/* 16 x 16 tiles, so both the rows read and the rows written stay in L1 */
+static void cpu_transpose(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows, int cols) {
+    const int tiles_r = (rows + 15) / 16;
+#pragma omp parallel for schedule(static) num_threads(msam_threads()) if ((long)rows * cols > 65536)
+    for (int tr = 0; tr < tiles_r; tr++) {
+        const int i0 = tr * 16, i1 = i0 + 16 < rows ? i0 + 16 : rows;
+        for (int j0 = 0; j0 < cols; j0 += 16) {
+            const int j1 = j0 + 16 < cols ? j0 + 16 : cols;
+            for (int j = j0; j < j1; j++)
+                for (int i = i0; i < i1; i++) y[(ptrdiff_t)j * ldy + i] = x[(ptrdiff_t)i * ldx + j];
+        }
+    }
+}
+
 static void cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
     const int ho = h / 2, wo = w / 2;
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (h * w * c > 65536)
@@ -122,36 +187,80 @@ static void cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
                        sizeof(float) * (size_t)c);
 }
 
-static void cpu_depth_to_space2(float *y, const float *x, int h, int w, int c) {
-#pragma omp parallel for schedule(static) num_threads(msam_threads()) if (h * w * c > 16384)
-    for (int iy = 0; iy < h; iy++)
-        for (int ix = 0; ix < w; ix++)
-            for (int t = 0; t < 4; t++)
-                memcpy(y + ((size_t)(2 * iy + t / 2) * (2 * w) + (2 * ix + t % 2)) * c,
-                       x + ((size_t)iy * w + ix) * 4 * c + (size_t)t * c, sizeof(float) * (size_t)c);
+/* Where up's row r lands in the 4g x 4g logit plane (see ops.h: two nested 2x2 sub-pixels). */
+static inline size_t subpixel_offset(int r, int g) {
+    const int px = r >> 4, t1 = (r >> 2) & 3, t2 = r & 3;
+    const int Y = 4 * (px / g) + 2 * (t1 >> 1) + (t2 >> 1), X = 4 * (px % g) + 2 * (t1 & 1) + (t2 & 1);
+    return (size_t)Y * (size_t)(4 * g) + (size_t)X;
 }
 
-/* dot products of 32-wide pixels with n <= 4 hypernetwork vectors, cloned for AVX2 */
-__attribute__((target_clones("avx2", "default"))) static void mask_logit_rows(
-    float *restrict low, const float *restrict up, const float *restrict hyper, int first,
-    int last, int rows, int c, int n) {
+/* dot products of c-wide rows with n <= 4 hypernetwork vectors (plain form) */
+static void mask_logit_rows(float *restrict low, const float *restrict up, const float *restrict hyper,
+                            int first, int last, int g, int c, int n) {
+    const size_t plane = (size_t)16 * g * g;
     for (int r = first; r < last; r++) {
         const float *u = up + (size_t)r * c;
+        const size_t o = subpixel_offset(r, g);
         for (int i = 0; i < n; i++) {
             const float *hy = hyper + (size_t)i * c;
             float acc = 0.0f;
             for (int k = 0; k < c; k++) acc += u[k] * hy[k];
-            low[(size_t)i * rows + r] = acc;
+            low[(size_t)i * plane + o] = acc;
         }
     }
 }
 
-static void cpu_mask_logits(float *low, const float *up, const float *hyper, int rows, int c,
-                            int n) {
+#if MSAM_HAVE_AVX2
+/* The same for c % 8 == 0 (c <= 64), 8 rows at a time: their 8 partial vectors per mask are
+ * turned by transpose8 and added, giving the 8 logits as one vector (no per-row horizontal sum).
+ * 8 rows from a multiple of 8 are one 2x4 pixel block: lanes 0,1,4,5 are its top row, 2,3,6,7
+ * the bottom one. */
+MSAM_TARGET_AVX2 static void mask_logit_rows_avx2(float *restrict low, const float *restrict up,
+                                                  const float *restrict hyper, int first, int last,
+                                                  int g, int c, int n) {
+    const int nv = c / 8, W = 4 * g;
+    const size_t plane = (size_t)W * W;
+    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    int r = first;
+    for (; r < last && (r & 7); r++) mask_logit_rows(low, up, hyper, r, r + 1, g, c, n);
+    for (; r + 8 <= last; r += 8) {
+        const size_t o = subpixel_offset(r, g);
+        for (int i = 0; i < n; i++) {
+            const float *hy = hyper + (size_t)i * c;
+            __m256 acc[8];
+            for (int t = 0; t < 8; t++) {
+                const float *u = up + (size_t)(r + t) * c;
+                __m256 a = _mm256_mul_ps(_mm256_loadu_ps(u), _mm256_loadu_ps(hy));
+                for (int v = 1; v < nv; v++) a = _mm256_fmadd_ps(_mm256_loadu_ps(u + 8 * v), _mm256_loadu_ps(hy + 8 * v), a);
+                acc[t] = a;
+            }
+            transpose8(acc);
+            __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+                                       _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
+            sum = _mm256_permutevar8x32_ps(sum, order);
+            float *dst = low + (size_t)i * plane + o;
+            _mm_storeu_ps(dst, _mm256_castps256_ps128(sum));
+            _mm_storeu_ps(dst + W, _mm256_extractf128_ps(sum, 1));
+        }
+    }
+    mask_logit_rows(low, up, hyper, r, last, g, c, n);
+}
+#endif
+
+static void cpu_mask_logits(float *low, const float *up, const float *hyper, int g, int c, int n) {
+    const int rows = 16 * g * g;
     const int nt = rows > 4096 ? msam_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++)
-        mask_logit_rows(low, up, hyper, (int)((long)rows * t / nt), (int)((long)rows * (t + 1) / nt), rows, c, n);
+    for (int t = 0; t < nt; t++) {
+        const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
+#if MSAM_HAVE_AVX2
+        if (c % 8 == 0 && c <= 64 && strcmp(msam_gemm_isa(), "generic") != 0) {
+            mask_logit_rows_avx2(low, up, hyper, first, last, g, c, n);
+            continue;
+        }
+#endif
+        mask_logit_rows(low, up, hyper, first, last, g, c, n);
+    }
 }
 
 static const msam_ops g_cpu_ops = {
@@ -173,9 +282,13 @@ static const msam_ops g_cpu_ops = {
     .conv3x3 = msam_cpu_conv3x3,
     .dwconv3x3 = msam_cpu_dwconv3x3,
     .window_attention = msam_cpu_window_attention,
+    .window_attention_scratch_bytes = msam_cpu_window_attention_scratch_bytes,
     .attention = msam_cpu_attention,
+    .matmul_scratch_bytes = msam_gemm_dyn_scratch_bytes,
+    .matmul = cpu_matmul,
+    .softmax = msam_cpu_softmax,
+    .transpose = cpu_transpose,
     .space_to_depth2 = cpu_space_to_depth2,
-    .depth_to_space2 = cpu_depth_to_space2,
     .mask_logits = cpu_mask_logits,
     .resize_bilinear = msam_resize_bilinear_f32,
     .resize_bilinear_mask = msam_resize_bilinear_mask,

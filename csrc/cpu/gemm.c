@@ -131,6 +131,36 @@ struct msam_packed_b {
     void *raw;
 };
 
+/* Fill the panels at data from W, whose element (j, kk) is w[j*s_n + kk*s_k]. Panels are
+ * independent, so a large W is packed by several threads. */
+static void pack_panels(float *data, const float *w, ptrdiff_t s_n, ptrdiff_t s_k, int n, int k,
+                        int nr) {
+    const int npanels = (n + nr - 1) / nr;
+    const size_t per_panel = (size_t)k * (size_t)nr;
+    const int threads = (size_t)n * (size_t)k >= (1u << 18) ? msam_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int p = 0; p < npanels; p++) {
+        float *dst = data + (size_t)p * per_panel;
+        const int j0 = p * nr;
+        const int jn = n - j0 < nr ? n - j0 : nr;
+        if (s_n == 1) {
+            /* W stored [k][n]: each panel row is a contiguous run of W */
+            for (int kk = 0; kk < k; kk++) {
+                float *row = dst + (size_t)kk * (size_t)nr;
+                memcpy(row, w + (ptrdiff_t)kk * s_k + j0, sizeof(float) * (size_t)jn);
+                for (int j = jn; j < nr; j++) row[j] = 0.0f;
+            }
+        } else {
+            for (int kk = 0; kk < k; kk++) {
+                float *row = dst + (size_t)kk * (size_t)nr;
+                int j = 0;
+                for (; j < jn; j++) row[j] = w[(ptrdiff_t)(j0 + j) * s_n + (ptrdiff_t)kk * s_k];
+                for (; j < nr; j++) row[j] = 0.0f;
+            }
+        }
+    }
+}
+
 msam_packed_b *msam_pack_b(const float *w_nk, int n, int k) {
     if (n < 0 || k < 0 || (!w_nk && (size_t)n * (size_t)k > 0)) return NULL;
     const msam_gemm_kernel *kern = kernel_for(chosen_isa());
@@ -152,17 +182,7 @@ msam_packed_b *msam_pack_b(const float *w_nk, int n, int k) {
     b->k = k;
     b->npanels = (int)npanels;
     b->kern = kern;
-    for (size_t p = 0; p < npanels; p++) {
-        float *dst = b->data + p * per_panel;
-        const int j0 = (int)p * nr;
-        const int jn = n - j0 < nr ? n - j0 : nr;
-        for (int kk = 0; kk < k; kk++) {
-            float *row = dst + (size_t)kk * (size_t)nr;
-            int j = 0;
-            for (; j < jn; j++) row[j] = w_nk[(size_t)(j0 + j) * (size_t)k + (size_t)kk];
-            for (; j < nr; j++) row[j] = 0.0f;
-        }
-    }
+    pack_panels(b->data, w_nk, k, 1, n, k, nr);
     return b;
 }
 
@@ -298,6 +318,29 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int t = 0; t < tasks; t++) run_task(&J, t);
 #endif
+}
+
+/* ---- per-call operands ---------------------------------------------------------------- */
+size_t msam_gemm_dyn_scratch_bytes(int n, int k) {
+    if (n <= 0 || k <= 0) return 64;
+    const int nr = kernel_for(chosen_isa())->nr;
+    return ((size_t)n + (size_t)nr - 1) / (size_t)nr * (size_t)nr * (size_t)k * sizeof(float) + 64;
+}
+
+void msam_gemm_dyn(int M, const float *A, ptrdiff_t lda, const float *w, ptrdiff_t s_n,
+                   ptrdiff_t s_k, int n, int k, const float *bias, msam_act act, const float *R,
+                   ptrdiff_t ldr, float *C, ptrdiff_t ldc, void *scratch) {
+    if (M <= 0 || n <= 0 || !C || !scratch) return;
+    const msam_gemm_kernel *kern = kernel_for(chosen_isa());
+    msam_packed_b b; /* a header over the caller's scratch: nothing to free */
+    b.n = n;
+    b.k = k;
+    b.npanels = (n + kern->nr - 1) / kern->nr;
+    b.kern = kern;
+    b.raw = NULL;
+    b.data = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    if (k > 0) pack_panels(b.data, w, s_n, s_k, n, k, kern->nr);
+    msam_gemm(M, A, lda, &b, bias, act, R, ldr, C, ldc);
 }
 
 /* ---- reference ---------------------------------------------------------------------------- */

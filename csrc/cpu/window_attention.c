@@ -2,6 +2,7 @@
  * one window's q/k/v (keys transposed so score rows vectorise) into a per-thread buffer. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,17 +14,14 @@
 #include <omp.h>
 #else
 static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
 #endif
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define MSAM_HAVE_AVX2 1
-#define MSAM_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#include "vec_avx2.h"
+#if MSAM_HAVE_AVX2
 /* The vector path runs when the GEMM picked a SIMD kernel (MSAM_ISA=generic then exercises the
  * portable path); "avx2" and "avx512" both imply AVX2 + FMA. */
 static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
-#else
-#define MSAM_HAVE_AVX2 0
 #endif
 
 #define QB 6 /* query rows computed together (their score rows are what lives per thread) */
@@ -97,15 +95,24 @@ static float *head_q(const wbuf *b, int i) { return b->q + (size_t)i * (b->n + Q
 static float *head_kt(const wbuf *b, int i) { return b->kt + (size_t)i * b->dh * b->np; }
 static float *head_v(const wbuf *b, int i) { return b->v + (size_t)i * b->np * b->dh; }
 
-static void *wbuf_alloc(wbuf *b, int n, int dh, int nh) {
+/* Bytes of one thread's buffers for windows of n tokens and up to nh heads per task. */
+static size_t wbuf_bytes(int n, int dh, int nh) {
+    const size_t np = ((size_t)n + 7) & ~(size_t)7;
+    const size_t per_head = ((size_t)n + QB) * dh + 2 * (size_t)dh * np;
+    const size_t floats = (size_t)nh * per_head + (size_t)QB * np;
+    const size_t bytes = floats * sizeof(float) + (size_t)n * (sizeof(float *) + sizeof(long) + sizeof(int));
+    return (bytes + 63) & ~(size_t)63;
+}
+
+/* Lay one thread's buffers over mem (wbuf_bytes(n, dh, nh) bytes), zeroed: query rows past the
+ * window's last query and key columns past n are computed on (not stored), so they must hold
+ * defined values. */
+static void wbuf_place(wbuf *b, char *mem, int n, int dh, int nh) {
+    memset(mem, 0, wbuf_bytes(n, dh, nh));
     b->n = n;
     b->np = (n + 7) & ~7;
     b->dh = dh;
     b->nh = nh;
-    const size_t per_head = ((size_t)n + QB) * dh + 2 * (size_t)dh * b->np;
-    const size_t floats = (size_t)nh * per_head + (size_t)QB * b->np;
-    char *mem = calloc(1, floats * sizeof(float) + (size_t)n * (sizeof(float *) + sizeof(long) + sizeof(int)));
-    if (!mem) return NULL;
     b->q = (float *)mem;
     b->kt = b->q + (size_t)nh * (n + QB) * dh;
     b->v = b->kt + (size_t)nh * dh * b->np;
@@ -113,7 +120,11 @@ static void *wbuf_alloc(wbuf *b, int n, int dh, int nh) {
     b->src = (const float **)(b->s + (size_t)QB * b->np);
     b->qrow = (long *)(b->src + n);
     b->qtok = (int *)(b->qrow + n);
-    return mem;
+}
+
+size_t msam_cpu_window_attention_scratch_bytes(int win, int heads, int dh, int threads) {
+    if (win < 1 || heads < 1 || dh < 1 || threads < 1) return 0;
+    return (size_t)threads * wbuf_bytes(win * win, dh, heads) + 64;
 }
 
 /* Token rows of window (wy, wx) and its in-map queries. */
@@ -186,60 +197,6 @@ static void task_generic(const wbuf *b, int i, float *y, int ldy, int hd, const 
 }
 
 #if MSAM_HAVE_AVX2
-/* exp(x) for 8 floats (Cephes expf: 2^n by exponent bits times a degree-6 polynomial on
- * [-ln2/2, ln2/2]); inputs below -87.3 (including -inf) give exactly 0. */
-MSAM_TARGET_AVX2 static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.3f);
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3f));
-    const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
-MSAM_TARGET_AVX2 static inline float hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-MSAM_TARGET_AVX2 static inline float hsum8(__m256 v) {
-    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-/* In-register transpose of 8 rows of 8 floats. */
-MSAM_TARGET_AVX2 static inline void transpose8(__m256 r[8]) {
-    __m256 t[8], u[8];
-    for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-    }
-    for (int k = 0; k < 8; k += 4) {
-        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
-        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
-    }
-}
-
 /* gather_heads_generic with vector copies and the keys transposed 8 tokens x 8 channels at a
  * time (tokens past n give zero columns). Needs dh % 8 == 0. */
 MSAM_TARGET_AVX2 static void gather_heads_avx2(wbuf *b, int h0, float scale) {
@@ -411,9 +368,18 @@ MSAM_TARGET_AVX2 static void task_avx2(const wbuf *b, int i, float *y, int ldy, 
 #endif
 
 void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv, int h, int w,
-                               int win, int heads, int dh, const float *bias, float scale) {
+                               int win, int heads, int dh, const float *bias, float scale,
+                               void *scratch, size_t scratch_bytes) {
     const int nwy = (h + win - 1) / win, nwx = (w + win - 1) / win, n = win * win;
-    const int nwin = nwy * nwx, threads = msam_threads();
+    const int nwin = nwy * nwx;
+    /* one buffer per thread, each sized for all heads (tasks never hold more), 64-byte aligned */
+    const size_t per_thread = wbuf_bytes(n, dh, heads);
+    char *base = scratch ? (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63) : NULL;
+    const size_t usable = base ? scratch_bytes - (size_t)(base - (char *)scratch) : 0;
+    const size_t fit = base && scratch_bytes >= 64 ? usable / per_thread : 0;
+    int threads = msam_threads();
+    if (fit == 0) base = NULL;
+    else if ((size_t)threads > fit) threads = (int)fit;
     /* A task is one window and a group of its heads. Whole windows read each token's qkv row
      * front to back; heads are split into groups only when windows alone are too few to keep
      * the threads evenly busy (about 4 tasks per thread). */
@@ -429,8 +395,9 @@ void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv,
 #pragma omp parallel num_threads(threads) if (tasks > 1)
     {
         wbuf b;
-        void *mem = wbuf_alloc(&b, n, dh, per);
         const int nth = omp_get_num_threads();
+        char *mem = base ? base + (size_t)omp_get_thread_num() * per_thread : NULL;
+        if (mem) wbuf_place(&b, mem, n, dh, per);
         /* Dynamic: edge windows have fewer queries, and a thread that lost its core to other work
          * must not hold back the rest. Tasks are handed out about round robin, so t + nth is a
          * good guess at this thread's next task to prefetch. */
@@ -461,6 +428,5 @@ void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv,
             gather_heads_generic(&b, h0, scale);
             for (int i = 0; i < nh; i++) task_generic(&b, i, y, ldy, h0 + i, bias);
         }
-        free(mem);
     }
 }

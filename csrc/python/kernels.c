@@ -1,9 +1,11 @@
-/* kernels.c - test hooks exposing single CPU kernels to Python (_gemm, _gemm_ref, _gemm_isa), so
- * the tests can check a kernel against numpy in isolation from the model code. */
+/* kernels.c - test hooks exposing single CPU kernels to Python (_gemm, _gemm_ref, _gemm_isa,
+ * _matmul, _softmax), so the tests can check a kernel against numpy apart from the model code. */
 #include "binding.h"
 
 #include <limits.h>
+#include <stdlib.h>
 
+#include "cpu/cpu_kernels.h"
 #include "cpu/gemm.h"
 
 static PyObject *input_error(void) { return msam_py_InputError ? msam_py_InputError : PyExc_ValueError; }
@@ -105,6 +107,78 @@ static PyObject *gemm_common(PyObject *args, PyObject *kwargs, int use_ref) {
     return (PyObject *)out;
 }
 
+/* _matmul: the per-call-operand product (ops->matmul) with W as [n][k] or, transposed, [k][n]. */
+static PyObject *py_matmul(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"a", "w", "w_is_kn", "bias", "residual", NULL};
+    PyObject *a_obj, *w_obj, *bias_obj = Py_None, *res_obj = Py_None;
+    int kn = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pOO", kwlist, &a_obj, &w_obj, &kn, &bias_obj, &res_obj))
+        return NULL;
+    PyArrayObject *a = as_f32(a_obj, "a", 2), *w = a ? as_f32(w_obj, "w", 2) : NULL;
+    if (!w) return NULL;
+    const int M = (int)PyArray_DIM(a, 0), K = (int)PyArray_DIM(a, 1);
+    const int N = (int)PyArray_DIM(w, kn ? 1 : 0);
+    if ((int)PyArray_DIM(w, kn ? 0 : 1) != K) {
+        PyErr_Format(input_error(), "w must have %d %s to match a", K, kn ? "rows" : "columns");
+        return NULL;
+    }
+    const float *bias = NULL, *res = NULL;
+    if (bias_obj != Py_None) {
+        PyArrayObject *b = as_f32(bias_obj, "bias", 1);
+        if (!b) return NULL;
+        if ((int)PyArray_DIM(b, 0) != N) return PyErr_Format(input_error(), "bias must have shape (%d,)", N);
+        bias = (const float *)PyArray_DATA(b);
+    }
+    if (res_obj != Py_None) {
+        PyArrayObject *r = as_f32(res_obj, "residual", 2);
+        if (!r) return NULL;
+        if ((int)PyArray_DIM(r, 0) != M || (int)PyArray_DIM(r, 1) != N)
+            return PyErr_Format(input_error(), "residual must have shape (%d, %d)", M, N);
+        res = (const float *)PyArray_DATA(r);
+    }
+    npy_intp dims[2] = {M, N};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    void *scratch = malloc(msam_gemm_dyn_scratch_bytes(N, K));
+    if (!scratch) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    const float *A = (const float *)PyArray_DATA(a), *W = (const float *)PyArray_DATA(w);
+    float *C = (float *)PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    msam_gemm_dyn(M, A, K, W, kn ? 1 : K, kn ? N : 1, N, K, bias, MSAM_ACT_NONE, res, N, C, N, scratch);
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    return (PyObject *)out;
+}
+
+/* _softmax: ops->softmax (or its reference) on a copy of x (count x stride), over the first
+ * length floats of each row. */
+static PyObject *py_softmax(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"x", "length", "scale", "ref", NULL};
+    PyObject *x_obj;
+    int length = -1, ref = 0;
+    float scale = 1.0f;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|ifp", kwlist, &x_obj, &length, &scale, &ref)) return NULL;
+    PyArrayObject *x = as_f32(x_obj, "x", 2);
+    if (!x) return NULL;
+    const int count = (int)PyArray_DIM(x, 0), stride = (int)PyArray_DIM(x, 1);
+    if (length < 0) length = stride;
+    if (length < 1 || length > stride)
+        return PyErr_Format(input_error(), "length must be in 1..%d, got %d", stride, length);
+    PyArrayObject *out = (PyArrayObject *)PyArray_NewCopy(x, NPY_CORDER);
+    if (!out) return NULL;
+    float *y = (float *)PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    if (ref) msam_cpu_softmax_ref(y, count, stride, length, scale);
+    else msam_cpu_softmax(y, count, stride, length, scale);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     return gemm_common(args, kwargs, 0);
@@ -129,6 +203,12 @@ static PyMethodDef kernel_methods[] = {
      "_gemm_ref(a, w, bias=None, act=0, residual=None): the same through the plain reference."},
     {"_gemm_isa", py_gemm_isa, METH_NOARGS,
      "_gemm_isa() -> 'avx512', 'avx2' or 'generic': the GEMM kernel in use (MSAM_ISA caps it)."},
+    {"_matmul", (PyCFunction)(void (*)(void))py_matmul, METH_VARARGS | METH_KEYWORDS,
+     "_matmul(a, w, w_is_kn=False, bias=None, residual=None) -> a @ W.T + bias + residual with W\n"
+     "packed during the call (ops->matmul); w is W [n][k], or W.T [k][n] when w_is_kn (test hook)."},
+    {"_softmax", (PyCFunction)(void (*)(void))py_softmax, METH_VARARGS | METH_KEYWORDS,
+     "_softmax(x, length=x.shape[1], scale=1.0, ref=False) -> a copy of x whose rows' first length\n"
+     "floats are softmax(scale * row) (ops->softmax, or its plain reference; test hook)."},
     {NULL, NULL, 0, NULL}};
 
 int msam_py_add_kernels(PyObject *m) { return PyModule_AddFunctions(m, kernel_methods); }

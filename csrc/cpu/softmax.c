@@ -1,0 +1,93 @@
+/* softmax.c - in-place softmax over many float vectors, for the mask decoder's attention written
+ * as matrix products (score matrices of image x token groups, or token x image rows). */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "gemm.h"
+#include "vec_avx2.h"
+#include "../core/threads.h"
+
+/* Vectors handled together: when they are back to back (stride == len) their exponentials are
+ * one contiguous run, so short vectors (7 tokens) still fill whole SIMD registers. */
+#define BLOCK_VECS 64
+
+/* Pass 1 of a block: v = scale * v - max(scale * v), so every exponent is <= 0. */
+static void shift_by_max(float *x, int nvec, ptrdiff_t stride, int len, float scale) {
+    for (int a = 0; a < nvec; a++) {
+        float *v = x + (ptrdiff_t)a * stride;
+        float mx = -INFINITY;
+        for (int j = 0; j < len; j++) {
+            v[j] *= scale;
+            mx = v[j] > mx ? v[j] : mx;
+        }
+        for (int j = 0; j < len; j++) v[j] -= mx;
+    }
+}
+
+/* Pass 3: divide each vector by its sum. */
+static void normalise(float *x, int nvec, ptrdiff_t stride, int len) {
+    for (int a = 0; a < nvec; a++) {
+        float *v = x + (ptrdiff_t)a * stride;
+        float sum = 0.0f;
+        for (int j = 0; j < len; j++) sum += v[j];
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < len; j++) v[j] *= inv;
+    }
+}
+
+static void exp_run_plain(float *v, size_t n) {
+    for (size_t j = 0; j < n; j++) v[j] = expf(v[j]);
+}
+
+#if MSAM_HAVE_AVX2
+/* Pass 2: v = exp(v) over a run; the tail goes through the same polynomial via a padded copy, so
+ * every element of a vector sees the same exp. */
+MSAM_TARGET_AVX2 static void exp_run_avx2(float *v, size_t n) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, exp8(_mm256_loadu_ps(v + j)));
+    if (j < n) {
+        float tail[8] = {0};
+        memcpy(tail, v + j, sizeof(float) * (n - j));
+        _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
+        memcpy(v + j, tail, sizeof(float) * (n - j));
+    }
+}
+
+static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
+#endif
+
+void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scale) {
+    if (count <= 0 || len <= 0 || !x) return;
+    void (*exp_run)(float *, size_t) = exp_run_plain;
+#if MSAM_HAVE_AVX2
+    if (use_avx2()) exp_run = exp_run_avx2;
+#endif
+    const int blocks = (count + BLOCK_VECS - 1) / BLOCK_VECS;
+    const int threads = (double)count * len >= 32768.0 ? msam_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int b = 0; b < blocks; b++) {
+        const int a0 = b * BLOCK_VECS;
+        const int nvec = count - a0 < BLOCK_VECS ? count - a0 : BLOCK_VECS;
+        float *xb = x + (ptrdiff_t)a0 * stride;
+        shift_by_max(xb, nvec, stride, len, scale);
+        if (stride == len) {
+            exp_run(xb, (size_t)nvec * (size_t)len);
+        } else {
+            for (int a = 0; a < nvec; a++) exp_run(xb + (ptrdiff_t)a * stride, (size_t)len);
+        }
+        normalise(xb, nvec, stride, len);
+    }
+}
+
+/* Plain reference: max, exp, sum and divide per vector, in double for the sum. */
+void msam_cpu_softmax_ref(float *x, int count, ptrdiff_t stride, int len, float scale) {
+    for (int a = 0; a < count; a++) {
+        float *v = x + (ptrdiff_t)a * stride;
+        float mx = -INFINITY;
+        for (int j = 0; j < len; j++) mx = fmaxf(mx, v[j] * scale);
+        double sum = 0.0;
+        for (int j = 0; j < len; j++) sum += exp((double)(v[j] * scale - mx));
+        for (int j = 0; j < len; j++) v[j] = (float)(exp((double)(v[j] * scale - mx)) / sum);
+    }
+}
