@@ -259,17 +259,12 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         ops->layernorm(ws->keys, ws->keys, MSAM_PIX, MSAM_EMB, L->norm4.g, L->norm4.b, 1e-5f);
     }
 
-    /* final token-to-image attention */
+    /* final token-to-image attention, for the output tokens only: the IoU head and the
+     * hypernetworks read nothing else, and each token's path here is its own. Five tokens always
+     * fit the folded form. */
     ops->add(ws->tmp, ws->keys, m->prompt.dense_pe, img);
-    if (fold) {
-        token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, T, NULL, NULL, 0, ws->keys, ws->tmp, tmp,
-                       tb[TB_A], tb[TB_ATT], ws);
-    } else {
-        ops->linear(ws->kp, MSAM_CROSS, ws->tmp, MSAM_EMB, MSAM_PIX, dw->final_attn.k, MSAM_ACT_NONE, NULL, 0);
-        ops->linear(ws->vp, MSAM_CROSS, ws->keys, MSAM_EMB, MSAM_PIX, dw->final_attn.v, MSAM_ACT_NONE, NULL, 0);
-        token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, T, ws->kp, ws->vp, MSAM_CROSS, NULL, NULL, tmp,
-                       tb[TB_A], tb[TB_ATT], ws);
-    }
+    token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, 1 + MSAM_MASK_TOKENS, NULL, NULL, 0, ws->keys,
+                   ws->tmp, tmp, tb[TB_A], tb[TB_ATT], ws);
 
     /* upscale: convT 2x2 s2 (256->64), LayerNorm2d, GELU, convT 2x2 s2 (64->32), GELU. Every
      * step after a convT is per pixel, so its output stays in sub-pixel order (rows x 4*cout
