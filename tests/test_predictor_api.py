@@ -463,6 +463,25 @@ def test_num_threads(msc, pred, random_embedding):
     assert msc.get_num_threads() == old
 
 
+def test_set_image_same_for_any_thread_count(msc, model, photo, photo_state):
+    """The encoder's per-thread scratch is sized at load for max(threads, CPUs); asking for more
+    threads than that must use fewer, not overrun, and every count gives the same embedding."""
+    import os
+
+    old = msc.get_num_threads()
+    p = msc.SamPredictor(model)
+    embs = {}
+    try:
+        for n in (1, 2, (os.cpu_count() or 1) + 3):
+            msc.set_num_threads(n)
+            p.set_image(photo)
+            embs[n] = as_np(p.get_image_embedding()).copy()
+    finally:
+        msc.set_num_threads(old)
+    for n, e in embs.items():
+        assert np.array_equal(e, photo_state[1]), f"set_image with {n} threads differs"
+
+
 def test_two_predictors_share_one_model(msc, model, ref_model, random_embedding, photo_embedding):
     p1, p2 = msc.SamPredictor(model), msc.SamPredictor(model)
     s1, s2 = (267, 400), (540, 405)
