@@ -14,7 +14,6 @@
  * arithmetic; in fp32 the sums are grouped differently (checked against the reference). */
 #include "decoder.h"
 
-#define DH (MSAM_CROSS / MSAM_HEADS)
 
 void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, int T,
                      const float *xpe, const float *x, float *att, msam_decoder_ws *ws) {
@@ -25,8 +24,8 @@ void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, 
     float *P = ws->qp;                         /* HT x 4096 scores, then probabilities */
     void *scr = ws->mm_scratch;
     for (int h = 0; h < MSAM_HEADS; h++)
-        ops->matmul(A + (size_t)h * T * MSAM_EMB, MSAM_EMB, q + h * DH, MSAM_CROSS, T,
-                    a->wk + (size_t)h * DH * MSAM_EMB, 1, MSAM_EMB, MSAM_EMB, DH, NULL, NULL, 0, scr);
+        ops->linear(A + (size_t)h * T * MSAM_EMB, MSAM_EMB, q + h * MSAM_CROSS_DH, MSAM_CROSS, T, a->k_t[h],
+                    MSAM_ACT_NONE, NULL, 0);
     /* image-major product (the image is read in place, only A is packed), then turned so each
      * softmax row and the next product's rows are contiguous */
     ops->matmul(S, HT, xpe, MSAM_EMB, MSAM_PIX, A, MSAM_EMB, 1, HT, MSAM_EMB, NULL, NULL, 0, scr);
@@ -34,8 +33,8 @@ void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, 
     ops->softmax(P, HT, MSAM_PIX, MSAM_PIX, 0.25f); /* 1 / sqrt(16), exact */
     ops->matmul(Z, MSAM_EMB, P, MSAM_PIX, HT, x, 1, MSAM_EMB, MSAM_EMB, MSAM_PIX, NULL, NULL, 0, scr);
     for (int h = 0; h < MSAM_HEADS; h++)
-        ops->matmul(att + h * DH, MSAM_CROSS, Z + (size_t)h * T * MSAM_EMB, MSAM_EMB, T,
-                    a->wv + (size_t)h * DH * MSAM_EMB, MSAM_EMB, 1, DH, MSAM_EMB, a->bv + h * DH, NULL, 0, scr);
+        ops->linear(att + h * MSAM_CROSS_DH, MSAM_CROSS, Z + (size_t)h * T * MSAM_EMB, MSAM_EMB, T, a->v_h[h],
+                    MSAM_ACT_NONE, NULL, 0);
 }
 
 void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
@@ -47,12 +46,10 @@ void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, 
     float *S = ws->att;                          /* 4096 x HT scores, then probabilities */
     void *scr = ws->mm_scratch;
     for (int h = 0; h < MSAM_HEADS; h++) {
-        const float *kh = k + h * DH, *vh = v + h * DH;
-        ops->matmul(B + (size_t)h * T * MSAM_EMB, MSAM_EMB, kh, MSAM_CROSS, T,
-                    a->wq + (size_t)h * DH * MSAM_EMB, 1, MSAM_EMB, MSAM_EMB, DH, NULL, NULL, 0, scr);
-        ops->matmul(c + h * T, 1, kh, MSAM_CROSS, T, a->bq + h * DH, 0, 1, 1, DH, NULL, NULL, 0, scr);
-        ops->matmul(N + (size_t)h * T * MSAM_EMB, MSAM_EMB, vh, MSAM_CROSS, T, a->wo + h * DH,
-                    MSAM_CROSS, 1, MSAM_EMB, DH, NULL, NULL, 0, scr);
+        const float *kh = k + h * MSAM_CROSS_DH, *vh = v + h * MSAM_CROSS_DH;
+        ops->linear(B + (size_t)h * T * MSAM_EMB, MSAM_EMB, kh, MSAM_CROSS, T, a->q_t[h], MSAM_ACT_NONE, NULL, 0);
+        ops->linear(c + h * T, 1, kh, MSAM_CROSS, T, a->bq_t[h], MSAM_ACT_NONE, NULL, 0);
+        ops->linear(N + (size_t)h * T * MSAM_EMB, MSAM_EMB, vh, MSAM_CROSS, T, a->o_h[h], MSAM_ACT_NONE, NULL, 0);
     }
     ops->matmul(S, HT, xpe, MSAM_EMB, MSAM_PIX, B, MSAM_EMB, 1, HT, MSAM_EMB, c, NULL, 0, scr);
     ops->softmax(S, MSAM_PIX * MSAM_HEADS, T, T, 0.25f);

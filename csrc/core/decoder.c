@@ -6,19 +6,76 @@
 
 #include "decoder.h"
 
-/* Upload the tensor prefix.suffix (n floats) as plain op memory. */
-static msam_status raw_load(float **out, const msam_ops *ops, const msam_weight_table *wt,
-                            const char *prefix, const char *suffix, int64_t n, msam_error *err) {
-    char name[320]; /* prefix (< 256) + "." + suffix */
-    snprintf(name, sizeof name, "%s.%s", prefix, suffix);
-    const float *w = msam_wt_get(wt, name, n, err);
-    if (!w) return MSAM_ERR_WEIGHTS;
-    if (!(*out = ops->upload(w, (size_t)n))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", name);
+
+typedef enum { CROSS_NONE, CROSS_T2I, CROSS_I2T } cross_kind;
+
+/* One linear per head of the 16-column slice cols [h*16, h*16+16) of w ([rows][w_cols], host) as
+ * a 16 -> rows map: out[h] = linear(W'), W'[r][d] = w[r][h*16 + d]. */
+static msam_status head_slices(msam_linear **out, const msam_ops *ops, const float *w, int rows,
+                               int w_cols, const char *what, msam_error *err) {
+    float *tmp = malloc(sizeof(float) * (size_t)rows * MSAM_CROSS_DH);
+    if (!tmp) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", what);
+    for (int h = 0; h < MSAM_HEADS; h++) {
+        for (int r = 0; r < rows; r++)
+            for (int d = 0; d < MSAM_CROSS_DH; d++)
+                tmp[(size_t)r * MSAM_CROSS_DH + d] = w[(size_t)r * w_cols + h * MSAM_CROSS_DH + d];
+        if (!(out[h] = ops->linear_create(tmp, NULL, rows, MSAM_CROSS_DH))) {
+            free(tmp);
+            return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", what);
+        }
+    }
+    free(tmp);
+    return MSAM_OK;
+}
+
+/* The folded form's per-head linears (see msam_attn_w), from the host weights. */
+static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
+                              const char *prefix, cross_kind kind, msam_error *err) {
+    char name[320]; /* prefix (< 256) + a suffix */
+    const int64_t wn = (int64_t)MSAM_CROSS * MSAM_EMB;
+#define GET(var, suffix, n)                                                   \
+    snprintf(name, sizeof name, "%s.%s", prefix, suffix);                     \
+    const float *var = msam_wt_get(wt, name, n, err);                         \
+    if (!var) return MSAM_ERR_WEIGHTS
+    msam_status st;
+    if (kind == CROSS_T2I) {
+        GET(wk, "k_proj.weight", wn);
+        GET(wv, "v_proj.weight", wn);
+        GET(bv, "v_proj.bias", MSAM_CROSS);
+        /* k_t[h]: W'[c][d] = Wk[h*16 + d][c], i.e. the head's rows of Wk transposed */
+        float *wk_t = malloc(sizeof(float) * (size_t)wn);
+        if (!wk_t) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+        for (int o = 0; o < MSAM_CROSS; o++)
+            for (int c = 0; c < MSAM_EMB; c++) wk_t[(size_t)c * MSAM_CROSS + o] = wk[(size_t)o * MSAM_EMB + c];
+        st = head_slices(a->k_t, ops, wk_t, MSAM_EMB, MSAM_CROSS, prefix, err);
+        free(wk_t);
+        if (st) return st;
+        for (int h = 0; h < MSAM_HEADS; h++)
+            if (!(a->v_h[h] = ops->linear_create(wv + (size_t)h * MSAM_CROSS_DH * MSAM_EMB, bv + h * MSAM_CROSS_DH,
+                                                 MSAM_CROSS_DH, MSAM_EMB)))
+                return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+    } else if (kind == CROSS_I2T) {
+        GET(wq, "q_proj.weight", wn);
+        GET(bq, "q_proj.bias", MSAM_CROSS);
+        GET(wo, "out_proj.weight", wn);
+        GET(bo, "out_proj.bias", MSAM_EMB);
+        float *wq_t = malloc(sizeof(float) * (size_t)wn);
+        if (!wq_t) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+        for (int o = 0; o < MSAM_CROSS; o++)
+            for (int c = 0; c < MSAM_EMB; c++) wq_t[(size_t)c * MSAM_CROSS + o] = wq[(size_t)o * MSAM_EMB + c];
+        st = head_slices(a->q_t, ops, wq_t, MSAM_EMB, MSAM_CROSS, prefix, err);
+        free(wq_t);
+        if (st) return st;
+        if ((st = head_slices(a->bq_t, ops, bq, 1, MSAM_CROSS, prefix, err))) return st;
+        if ((st = head_slices(a->o_h, ops, wo, MSAM_EMB, MSAM_CROSS, prefix, err))) return st;
+        if (!(a->bo = ops->upload(bo, MSAM_EMB))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+    }
+#undef GET
     return MSAM_OK;
 }
 
 static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
-                             const char *prefix, int inner, msam_error *err) {
+                             const char *prefix, int inner, cross_kind kind, msam_error *err) {
     char name[256];
     msam_status st;
     a->inner = inner;
@@ -30,17 +87,7 @@ static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, const msam_wei
     if ((st = msam_linear_load(&a->v, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
     snprintf(name, sizeof name, "%s.out_proj", prefix);
     if ((st = msam_linear_load(&a->out, ops, wt, name, MSAM_EMB, inner, 1, err))) return st;
-    if (inner != MSAM_CROSS) return MSAM_OK;
-    const int64_t wn = (int64_t)MSAM_CROSS * MSAM_EMB;
-    snprintf(name, sizeof name, "%s.q_proj", prefix);
-    if ((st = raw_load(&a->wq, ops, wt, name, "weight", wn, err)) || (st = raw_load(&a->bq, ops, wt, name, "bias", MSAM_CROSS, err))) return st;
-    snprintf(name, sizeof name, "%s.k_proj", prefix);
-    if ((st = raw_load(&a->wk, ops, wt, name, "weight", wn, err))) return st;
-    snprintf(name, sizeof name, "%s.v_proj", prefix);
-    if ((st = raw_load(&a->wv, ops, wt, name, "weight", wn, err)) || (st = raw_load(&a->bv, ops, wt, name, "bias", MSAM_CROSS, err))) return st;
-    snprintf(name, sizeof name, "%s.out_proj", prefix);
-    if ((st = raw_load(&a->wo, ops, wt, name, "weight", wn, err)) || (st = raw_load(&a->bo, ops, wt, name, "bias", MSAM_EMB, err))) return st;
-    return MSAM_OK;
+    return cross_load(a, ops, wt, prefix, kind, err);
 }
 
 static void attn_release(msam_attn_w *a, const msam_ops *ops) {
@@ -49,11 +96,15 @@ static void attn_release(msam_attn_w *a, const msam_ops *ops) {
     ops->linear_free(a->v);
     ops->linear_free(a->out);
     a->q = a->k = a->v = a->out = NULL;
-    float **raw[] = {&a->wq, &a->wk, &a->wv, &a->wo, &a->bq, &a->bv, &a->bo};
-    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
-        ops->release(*raw[i]);
-        *raw[i] = NULL;
+    for (int h = 0; h < MSAM_HEADS; h++) {
+        msam_linear **per_head[] = {&a->k_t[h], &a->v_h[h], &a->q_t[h], &a->bq_t[h], &a->o_h[h]};
+        for (size_t i = 0; i < sizeof per_head / sizeof per_head[0]; i++) {
+            ops->linear_free(*per_head[i]);
+            *per_head[i] = NULL;
+        }
     }
+    ops->release(a->bo);
+    a->bo = NULL;
 }
 
 /* ConvTranspose2d(cin, cout, 2, stride 2) [cin][cout][dy][dx] as a linear cin -> 4*cout whose
@@ -102,9 +153,11 @@ msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
         msam_twoway_layer *L = &dw->layers[l];
         snprintf(p, sizeof p, "mask_decoder.transformer.layers.%d", l);
 #define SUB(fmt) (snprintf(q, sizeof q, fmt, p), q)
-        if ((st = attn_load(&L->self_attn, ops, wt, SUB("%s.self_attn"), MSAM_EMB, err))) return st;
-        if ((st = attn_load(&L->t2i, ops, wt, SUB("%s.cross_attn_token_to_image"), 128, err))) return st;
-        if ((st = attn_load(&L->i2t, ops, wt, SUB("%s.cross_attn_image_to_token"), 128, err))) return st;
+        if ((st = attn_load(&L->self_attn, ops, wt, SUB("%s.self_attn"), MSAM_EMB, CROSS_NONE, err))) return st;
+        /* layer 0's token->image attention reads the cached projections: not folded */
+        if ((st = attn_load(&L->t2i, ops, wt, SUB("%s.cross_attn_token_to_image"), MSAM_CROSS,
+                            l == 0 ? CROSS_NONE : CROSS_T2I, err))) return st;
+        if ((st = attn_load(&L->i2t, ops, wt, SUB("%s.cross_attn_image_to_token"), MSAM_CROSS, CROSS_I2T, err))) return st;
         if ((st = msam_norm_load(&L->norm1, ops, wt, SUB("%s.norm1"), MSAM_EMB, err))) return st;
         if ((st = msam_norm_load(&L->norm2, ops, wt, SUB("%s.norm2"), MSAM_EMB, err))) return st;
         if ((st = msam_norm_load(&L->norm3, ops, wt, SUB("%s.norm3"), MSAM_EMB, err))) return st;
@@ -113,7 +166,8 @@ msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
         if ((st = msam_linear_load(&L->lin2, ops, wt, SUB("%s.mlp.lin2"), MSAM_EMB, MSAM_MLP, 1, err))) return st;
 #undef SUB
     }
-    if ((st = attn_load(&dw->final_attn, ops, wt, "mask_decoder.transformer.final_attn_token_to_image", 128, err))) return st;
+    if ((st = attn_load(&dw->final_attn, ops, wt, "mask_decoder.transformer.final_attn_token_to_image", MSAM_CROSS,
+                        CROSS_T2I, err))) return st;
     if ((st = msam_norm_load(&dw->norm_final, ops, wt, "mask_decoder.transformer.norm_final_attn", MSAM_EMB, err))) return st;
     if ((st = convT_load(&dw->up1, ops, wt, "mask_decoder.output_upscaling.0", MSAM_EMB, 64, err))) return st;
     if ((st = msam_norm_load(&dw->up_norm, ops, wt, "mask_decoder.output_upscaling.1", 64, err))) return st;

@@ -16,6 +16,7 @@
 #define MSAM_MLP 2048      /* decoder token MLP width */
 #define MSAM_MASK_TOKENS 4
 #define MSAM_CROSS 128     /* cross-attention width */
+#define MSAM_CROSS_DH (MSAM_CROSS / MSAM_HEADS) /* its head width */
 /* The cross attentions are folded into their projections (cross_attention.c) while heads x
  * tokens fits in the cross width; longer prompts take the plain path. */
 #define MSAM_FOLD_MAX_TOKENS (MSAM_CROSS / MSAM_HEADS)
@@ -24,9 +25,13 @@
 typedef struct {
     msam_linear *q, *k, *v, *out;
     int inner; /* 256 for self-attention, 128 for the cross attentions */
-    /* Cross attentions only: the plain weights ([out][in], op memory) and the biases the folded
-     * form needs (cross_attention.c multiplies per-prompt operands into them). */
-    float *wq, *wk, *wv, *wo, *bq, *bv, *bo;
+    /* Cross attentions only, the per-head pieces of the folded form (cross_attention.c), each a
+     * linear over one head's 16 channels: token->image uses k_t (q_h -> q_h . Wk_h, 16 -> 256)
+     * and v_h (z -> Wv_h z + bv_h, 256 -> 16); image->token uses q_t (k_h -> k_h . Wq_h),
+     * bq_t (k_h -> bq_h . k_h, 16 -> 1), o_h (v_h -> Wo_h v_h, 16 -> 256) and bo (op memory). */
+    msam_linear *k_t[MSAM_HEADS], *v_h[MSAM_HEADS];
+    msam_linear *q_t[MSAM_HEADS], *bq_t[MSAM_HEADS], *o_h[MSAM_HEADS];
+    float *bo;
 } msam_attn_w;
 
 typedef struct {
