@@ -28,6 +28,19 @@ static msam_status head_slices(msam_linear **out, const msam_ops *ops, const flo
     return MSAM_OK;
 }
 
+/* For a cross projection w [128][256]: per head, its 16 rows transposed as a 16 -> 256 linear
+ * (W'[c][d] = w[h*16 + d][c]), which maps a head's 16 channels back through the projection. */
+static msam_status head_rows_transposed(msam_linear **out, const msam_ops *ops, const float *w,
+                                        const char *what, msam_error *err) {
+    float *wt = malloc(sizeof(float) * (size_t)MSAM_CROSS * MSAM_EMB);
+    if (!wt) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", what);
+    for (int o = 0; o < MSAM_CROSS; o++)
+        for (int c = 0; c < MSAM_EMB; c++) wt[(size_t)c * MSAM_CROSS + o] = w[(size_t)o * MSAM_EMB + c];
+    msam_status st = head_slices(out, ops, wt, MSAM_EMB, MSAM_CROSS, what, err);
+    free(wt);
+    return st;
+}
+
 /* The folded form's per-head linears (see msam_attn_w), from the host weights. */
 static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
                               const char *prefix, cross_kind kind, msam_error *err) {
@@ -42,14 +55,7 @@ static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_we
         GET(wk, "k_proj.weight", wn);
         GET(wv, "v_proj.weight", wn);
         GET(bv, "v_proj.bias", MSAM_CROSS);
-        /* k_t[h]: W'[c][d] = Wk[h*16 + d][c], i.e. the head's rows of Wk transposed */
-        float *wk_t = malloc(sizeof(float) * (size_t)wn);
-        if (!wk_t) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
-        for (int o = 0; o < MSAM_CROSS; o++)
-            for (int c = 0; c < MSAM_EMB; c++) wk_t[(size_t)c * MSAM_CROSS + o] = wk[(size_t)o * MSAM_EMB + c];
-        st = head_slices(a->k_t, ops, wk_t, MSAM_EMB, MSAM_CROSS, prefix, err);
-        free(wk_t);
-        if (st) return st;
+        if ((st = head_rows_transposed(a->k_t, ops, wk, prefix, err))) return st;
         for (int h = 0; h < MSAM_HEADS; h++)
             if (!(a->v_h[h] = ops->linear_create(wv + (size_t)h * MSAM_CROSS_DH * MSAM_EMB, bv + h * MSAM_CROSS_DH,
                                                  MSAM_CROSS_DH, MSAM_EMB)))
@@ -59,13 +65,7 @@ static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_we
         GET(bq, "q_proj.bias", MSAM_CROSS);
         GET(wo, "out_proj.weight", wn);
         GET(bo, "out_proj.bias", MSAM_EMB);
-        float *wq_t = malloc(sizeof(float) * (size_t)wn);
-        if (!wq_t) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
-        for (int o = 0; o < MSAM_CROSS; o++)
-            for (int c = 0; c < MSAM_EMB; c++) wq_t[(size_t)c * MSAM_CROSS + o] = wq[(size_t)o * MSAM_EMB + c];
-        st = head_slices(a->q_t, ops, wq_t, MSAM_EMB, MSAM_CROSS, prefix, err);
-        free(wq_t);
-        if (st) return st;
+        if ((st = head_rows_transposed(a->q_t, ops, wq, prefix, err))) return st;
         if ((st = head_slices(a->bq_t, ops, bq, 1, MSAM_CROSS, prefix, err))) return st;
         if ((st = head_slices(a->o_h, ops, wo, MSAM_EMB, MSAM_CROSS, prefix, err))) return st;
         if (!(a->bo = ops->upload(bo, MSAM_EMB))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
