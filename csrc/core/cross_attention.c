@@ -14,7 +14,6 @@
  * arithmetic; in fp32 the sums are grouped differently (checked against the reference). */
 #include "decoder.h"
 
-
 void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, int T,
                      const float *xpe, const float *x, float *att, msam_decoder_ws *ws) {
     const int HT = MSAM_HEADS * T;

@@ -20,7 +20,7 @@
 /* The cross attentions are folded into their projections (cross_attention.c) while heads x
  * tokens fits in the cross width; longer prompts take the plain path. */
 #define MSAM_FOLD_MAX_TOKENS (MSAM_CROSS / MSAM_HEADS)
-#define MSAM_FOLD_FLOATS (3 * MSAM_CROSS * MSAM_EMB + MSAM_CROSS)
+#define MSAM_FOLD_FLOATS (2 * MSAM_CROSS * MSAM_EMB + MSAM_CROSS) /* two heads*T x 256 operands, one bias */
 
 typedef struct {
     msam_linear *q, *k, *v, *out;
