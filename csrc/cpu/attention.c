@@ -136,7 +136,6 @@ MSAM_TARGET_AVX2 static void rows_avx2(float *out, const float *q, ptrdiff_t ldq
     }
 }
 
-static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
 #endif
 
 void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
@@ -160,7 +159,7 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
         const int first = (int)((long)total * id / nt), last = (int)((long)total * (id + 1) / nt);
         if (!s) failed = 1;
 #if MSAM_HAVE_AVX2
-        else if (dh % 8 == 0 && use_avx2())
+        else if (dh % 8 == 0 && msam_use_avx2())
             rows_avx2(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
 #endif
         else if (dh == 16) rows_dh16(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);

@@ -121,7 +121,7 @@ static void cpu_layernorm(float *y, const float *x, int rows, int c, const float
     for (int t = 0; t < nt; t++) {
         const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
 #if MSAM_HAVE_AVX2
-        if (c % 8 == 0 && strcmp(msam_gemm_isa(), "generic") != 0) {
+        if (c % 8 == 0 && msam_use_avx2()) {
             layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps);
             continue;
         }
@@ -136,8 +136,8 @@ static void cpu_add(float *y, const float *a, const float *b, size_t n) {
 }
 
 static void cpu_activate(float *y, const float *x, size_t n, msam_act act) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (act == MSAM_ACT_GELU && strcmp(msam_gemm_isa(), "generic") != 0) {
+#if MSAM_HAVE_AVX2
+    if (act == MSAM_ACT_GELU && msam_use_avx2()) {
         /* the GEMM epilogue's vector GELU (same accuracy as erff), in chunks over threads */
         const size_t chunk = 16384, nchunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (n > 65536)
@@ -254,7 +254,7 @@ static void cpu_mask_logits(float *low, const float *up, const float *hyper, int
     for (int t = 0; t < nt; t++) {
         const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
 #if MSAM_HAVE_AVX2
-        if (c % 8 == 0 && c <= 64 && strcmp(msam_gemm_isa(), "generic") != 0) {
+        if (c % 8 == 0 && c <= 64 && msam_use_avx2()) {
             mask_logit_rows_avx2(low, up, hyper, first, last, g, c, n);
             continue;
         }

@@ -9,10 +9,8 @@
 #include "gemm.h"
 #include "../core/threads.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define MSAM_HAVE_AVX2 1
-#define MSAM_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#include "vec_avx2.h"
+#if MSAM_HAVE_AVX2
 
 /* erf(x) for 8 floats: the rational minimax approximation used by Eigen/XLA (odd degree-13
  * numerator over even degree-8 denominator, input clamped to [-4, 4] where erf is +-1 in float),
@@ -39,12 +37,6 @@ MSAM_TARGET_AVX2 static inline __m256 gelu8(__m256 x) {
     const __m256 e = erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
-
-/* The vector path runs when the GEMM picked a SIMD kernel (so MSAM_ISA=generic tests this
- * file's portable path too); both "avx2" and "avx512" imply AVX2 + FMA. */
-static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
-#else
-#define MSAM_HAVE_AVX2 0
 #endif
 
 /* Input rows of output row oy: r[ky] is input row oy*stride - 1 + ky, or NULL outside the map. */
@@ -161,7 +153,7 @@ void msam_cpu_dwconv3x3(float *y, const float *x, int h, int w, int c, int strid
     const int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride;
     const int par = (size_t)ho * wo * c > 32768;
 #if MSAM_HAVE_AVX2
-    if (use_avx2()) {
+    if (msam_use_avx2()) {
         /* Tasks are strips of about 32 KB of output row by DW_ROWS rows: walking down a strip
          * reuses two of the three input row pieces from L2, so each input row comes from memory
          * about once rather than three times (three whole rows of a wide map exceed L2). Within

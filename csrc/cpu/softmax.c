@@ -54,14 +54,13 @@ MSAM_TARGET_AVX2 static void exp_run_avx2(float *v, size_t n) {
     }
 }
 
-static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
 #endif
 
 void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scale) {
     if (count <= 0 || len <= 0 || !x) return;
     void (*exp_run)(float *, size_t) = exp_run_plain;
 #if MSAM_HAVE_AVX2
-    if (use_avx2()) exp_run = exp_run_avx2;
+    if (msam_use_avx2()) exp_run = exp_run_avx2;
 #endif
     const int blocks = (count + BLOCK_VECS - 1) / BLOCK_VECS;
     const int threads = (double)count * len >= 32768.0 ? msam_threads() : 1;

@@ -5,8 +5,17 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#include <string.h>
+
+#include "gemm.h"
 #define MSAM_HAVE_AVX2 1
 #define MSAM_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/* The vector paths run when the GEMM picked a SIMD kernel, so MSAM_ISA=generic exercises the
+ * portable paths too; "avx2" and "avx512" both imply AVX2 + FMA. */
+static inline __attribute__((unused)) int msam_use_avx2(void) {
+    return strcmp(msam_gemm_isa(), "generic") != 0;
+}
 
 /* exp(x) for 8 floats (Cephes expf: 2^n by exponent bits times a degree-6 polynomial on
  * [-ln2/2, ln2/2]); inputs below -87.3 (including -inf) give exactly 0. */

@@ -18,11 +18,6 @@ static int omp_get_thread_num(void) { return 0; }
 #endif
 
 #include "vec_avx2.h"
-#if MSAM_HAVE_AVX2
-/* The vector path runs when the GEMM picked a SIMD kernel (MSAM_ISA=generic then exercises the
- * portable path); "avx2" and "avx512" both imply AVX2 + FMA. */
-static int use_avx2(void) { return strcmp(msam_gemm_isa(), "generic") != 0; }
-#endif
 
 #define QB 6 /* query rows computed together (their score rows are what lives per thread) */
 
@@ -390,7 +385,7 @@ void msam_cpu_window_attention(float *y, const float *qkv, const float *pad_qkv,
     groups = (heads + per - 1) / per;
     const int tasks = nwin * groups, ld = heads * 3 * dh, ldy = heads * dh;
 #if MSAM_HAVE_AVX2
-    const int avx2 = dh % 8 == 0 && use_avx2();
+    const int avx2 = dh % 8 == 0 && msam_use_avx2();
 #endif
 #pragma omp parallel num_threads(threads) if (tasks > 1)
     {
