@@ -6,32 +6,23 @@
 #include <omp.h>
 #endif
 
-#include <string.h>
-
 #include "cpu_kernels.h"
-#include "gemm.h"
 #include "threads.h"
 #include "vec_avx2.h"
 
 #define MAX_STACK_KEYS 4096
 
 /* One query row of one head: softmax(q.K^T * scale) V over nk keys, written to out[0..dh).
- * s holds nk floats. dh is a compile-time constant in the specialised callers so the dot and
- * the accumulation vectorise; restrict tells the compiler out does not alias q/k/v. */
-static inline __attribute__((always_inline)) void attend_row(float *restrict out, const float *restrict q,
-                                                             const float *restrict k, ptrdiff_t ldk,
-                                                             const float *restrict v, ptrdiff_t ldv, int nk,
-                                                             int dh, float scale, float *restrict s) {
+ * s holds nk floats; restrict tells the compiler out does not alias q/k/v. (Portable form; the
+ * AVX2 one below is what runs where the CPU has it.) */
+static void attend_row(float *restrict out, const float *restrict q, const float *restrict k, ptrdiff_t ldk,
+                       const float *restrict v, ptrdiff_t ldv, int nk, int dh, float scale,
+                       float *restrict s) {
     float mx = -INFINITY;
     for (int j = 0; j < nk; j++) {
         const float *kj = k + (size_t)j * ldk;
-        /* 8 lanes: a strict-order sum would chain every add and never vectorise */
-        float acc[8] = {0};
-        int d = 0;
-        for (; d + 8 <= dh; d += 8)
-            for (int l = 0; l < 8; l++) acc[l] += q[d + l] * kj[d + l];
-        float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        for (; d < dh; d++) dot += q[d] * kj[d];
+        float dot = 0.0f;
+        for (int d = 0; d < dh; d++) dot += q[d] * kj[d];
         s[j] = dot * scale;
         mx = s[j] > mx ? s[j] : mx;
     }
@@ -50,20 +41,15 @@ static inline __attribute__((always_inline)) void attend_row(float *restrict out
     for (int d = 0; d < dh; d++) out[d] = acc[d] * inv;
 }
 
-#define DEFINE_ROWS(NAME, DH)                                                                     \
-    __attribute__((target_clones("avx2", "default"))) static void NAME(                          \
-        float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk, const float *v, \
-        ptrdiff_t ldv, int first, int last, int nq, int nk, int heads, int dh, float scale,       \
-        float *s) {                                                                               \
-        for (int t = first; t < last; t++) {                                                      \
-            int h = t / nq, i = t % nq;                                                           \
-            attend_row(out + (size_t)i * heads * dh + (size_t)h * dh, q + (size_t)i * ldq + (size_t)h * dh, \
-                       k + (size_t)h * dh, ldk, v + (size_t)h * dh, ldv, nk, DH, scale, s);       \
-        }                                                                                         \
+static void rows_plain(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
+                       const float *v, ptrdiff_t ldv, int first, int last, int nq, int nk, int heads,
+                       int dh, float scale, float *s) {
+    for (int t = first; t < last; t++) {
+        int h = t / nq, i = t % nq;
+        attend_row(out + (size_t)i * heads * dh + (size_t)h * dh, q + (size_t)i * ldq + (size_t)h * dh,
+                   k + (size_t)h * dh, ldk, v + (size_t)h * dh, ldv, nk, dh, scale, s);
     }
-DEFINE_ROWS(rows_dh16, 16)
-DEFINE_ROWS(rows_dh32, 32)
-DEFINE_ROWS(rows_any, dh)
+}
 
 #if MSAM_HAVE_AVX2
 /* attend_row with dh % 8 == 0 (dh <= 64) in AVX2: scores of 8 keys at a time (their 8 partial
@@ -162,9 +148,7 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
         else if (dh % 8 == 0 && msam_use_avx2())
             rows_avx2(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
 #endif
-        else if (dh == 16) rows_dh16(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
-        else if (dh == 32) rows_dh32(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
-        else rows_any(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
+        else rows_plain(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
         if (s != stack_s) free(s);
     }
     /* a thread had no memory for its score row (only with > 4096 keys): redo it all plainly */

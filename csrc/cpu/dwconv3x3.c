@@ -2,11 +2,9 @@
  * and activation fused. Weights are tap-major [9][c] so every tap is a contiguous channel vector. */
 #include <stddef.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "activation.h"
 #include "cpu_kernels.h"
-#include "gemm.h"
 #include "../core/threads.h"
 
 #include "vec_avx2.h"

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cpu_kernels.h"
-#include "gemm.h"
 #include "vec_avx2.h"
 #include "../core/threads.h"
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cpu_kernels.h"
-#include "gemm.h"
 #include "../core/threads.h"
 
 #ifdef _OPENMP
