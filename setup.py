@@ -51,10 +51,29 @@ cflags = ["-std=c11", "-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused
 if os.environ.get("MSAM_DEBUG"):
     cflags = [f for f in cflags if f != "-O3"] + ["-O0", "-g", "-fsanitize=address,undefined"]
 
+include_dirs = [os.path.join("csrc", "include"), os.path.join("csrc", "core"), "csrc", numpy.get_include()]
+define_macros = []
+# Test builds only: MSAM_EMULATE_AVX512=1 (SIMDe under /usr/include) or =<SIMDe include root> runs
+# the AVX-512 GEMM kernel on any x86-64 CPU through SIMDe's portable intrinsics; AVX2 and FMA, where
+# the CPU has them, make the emulation use the same fused multiply-adds as the hardware would.
+emulate = os.environ.get("MSAM_EMULATE_AVX512")
+if emulate:
+    define_macros.append(("MSAM_EMULATE_AVX512", "1"))
+    if emulate != "1":
+        include_dirs.append(emulate)
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "avx2" in flags and "fma" in flags:
+        cflags += ["-mavx2", "-mfma"]
+
 ext = Extension(
     "mobile_sam_c._C",
     sources=_sources(),
-    include_dirs=[os.path.join("csrc", "include"), os.path.join("csrc", "core"), "csrc", numpy.get_include()],
+    include_dirs=include_dirs,
+    define_macros=define_macros,
     extra_compile_args=cflags,
     extra_link_args=["-lm"],
 )

@@ -76,6 +76,9 @@ static const msam_gemm_kernel kernel_generic = {"generic", GEN_MR, GEN_NR, 512, 
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 
 static int hw_isa(void) {
+#ifdef MSAM_EMULATE_AVX512
+    return ISA_AVX512; /* test build: the AVX-512 kernel runs on SIMDe, on any CPU this build runs on */
+#endif
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     /* __builtin_cpu_supports also checks that the OS saves the wide register state (XCR0). */
@@ -92,11 +95,7 @@ static int chosen_isa(void) {
     int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
     if (isa >= 0) return isa;
     isa = hw_isa();
-    /* The AVX-512 kernel has not yet run on AVX-512 hardware (the development machines have
-     * none), so it is opt-in: MSAM_ISA=avx512 selects it, the default stops at AVX2. */
-    if (isa == ISA_AVX512) isa = ISA_AVX2;
     const char *cap = getenv("MSAM_ISA");
-    if (cap && !strcmp(cap, "avx512") && hw_isa() == ISA_AVX512) isa = ISA_AVX512;
     if (cap) {
         int c = isa;
         if (!strcmp(cap, "generic")) c = ISA_GENERIC;

@@ -2,15 +2,24 @@
  * packed 32-wide panel of B; the same structure as gemm_avx2.c, with mask registers for tails. */
 #if defined(__x86_64__) || defined(__i386__)
 
-#include <immintrin.h>
 #include <stdint.h>
 
 #include "gemm_internal.h"
 
+#ifdef MSAM_EMULATE_AVX512
+/* Test builds only (setup.py, MSAM_EMULATE_AVX512): the same source over SIMDe's portable
+ * AVX-512 intrinsics, so CPUs without AVX-512 can run this kernel's logic (see
+ * tests/test_avx512_emulated.py). Never set for a release build. */
+#include "avx512_emulation.h"
+#define TGT
+#define INL static inline
+#else
+#include <immintrin.h>
 /* Function attributes rather than -mavx512f: the file builds with the project's plain flags and
  * the code only runs after the driver has checked the CPU (and the OS) for AVX-512F. */
 #define TGT __attribute__((target("avx512f")))
 #define INL static inline __attribute__((always_inline, target("avx512f")))
+#endif
 
 enum { MR = 8, NR = 32 };
 

@@ -211,4 +211,12 @@ static PyMethodDef kernel_methods[] = {
      "floats are softmax(scale * row) (ops->softmax, or its plain reference; test hook)."},
     {NULL, NULL, 0, NULL}};
 
-int msam_py_add_kernels(PyObject *m) { return PyModule_AddFunctions(m, kernel_methods); }
+int msam_py_add_kernels(PyObject *m) {
+    if (PyModule_AddFunctions(m, kernel_methods) < 0) return -1;
+    /* 1 in test builds whose AVX-512 kernel runs on SIMDe (setup.py, MSAM_EMULATE_AVX512) */
+#ifdef MSAM_EMULATE_AVX512
+    return PyModule_AddIntConstant(m, "_avx512_emulated", 1);
+#else
+    return PyModule_AddIntConstant(m, "_avx512_emulated", 0);
+#endif
+}
