@@ -122,7 +122,126 @@ MSAM_TARGET_AVX2 static void rows_avx2(float *out, const float *q, ptrdiff_t ldq
     }
 }
 
+/* All nq (<= HEAD_ROWS_MAX) query rows of one head together, for few queries over many keys
+ * (layer 0's token->image attention over the cached projections). The decoder's key and value
+ * rows are 1 KB apart, so each head's 16 floats of a row are a line of their own and the strided
+ * stream keeps only a few dozen lines in L1 and a few hundred in L2: row by row, every query would
+ * fetch the head's 4096 lines again from L3. Here the scores of a block of 8 keys are made for
+ * every query while its lines are in L1, and the value rows are swept in blocks that stay in L2 by
+ * groups of 4 queries. Each row's arithmetic is attend_row_avx2's, in the same order. */
+enum { HEAD_ROWS_MAX = 16, VALUE_BLOCK = 256 };
+
+MSAM_TARGET_AVX2 static void attend_head_avx2(float *out, ptrdiff_t ldo, const float *q, ptrdiff_t ldq,
+                                              int nq, const float *k, ptrdiff_t ldk, const float *v,
+                                              ptrdiff_t ldv, int nk, int dh, float scale, float *s) {
+    const int nv = dh / 8;
+    __m256 qv[HEAD_ROWS_MAX][8], mx8[HEAD_ROWS_MAX];
+    float mx[HEAD_ROWS_MAX], sum[HEAD_ROWS_MAX];
+    for (int i = 0; i < nq; i++) {
+        for (int c = 0; c < nv; c++)
+            qv[i][c] = _mm256_mul_ps(_mm256_loadu_ps(q + (size_t)i * ldq + 8 * c), _mm256_set1_ps(scale));
+        mx8[i] = _mm256_set1_ps(-INFINITY);
+    }
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        for (int i = 0; i < nq; i++) {
+            __m256 r[8];
+            for (int t = 0; t < 8; t++) {
+                const float *kj = k + (size_t)(j + t) * ldk;
+                __m256 a = _mm256_mul_ps(qv[i][0], _mm256_loadu_ps(kj));
+                for (int c = 1; c < nv; c++) a = _mm256_fmadd_ps(qv[i][c], _mm256_loadu_ps(kj + 8 * c), a);
+                r[t] = a;
+            }
+            transpose8(r);
+            __m256 sm = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[0], r[1]), _mm256_add_ps(r[2], r[3])),
+                                      _mm256_add_ps(_mm256_add_ps(r[4], r[5]), _mm256_add_ps(r[6], r[7])));
+            _mm256_storeu_ps(s + (size_t)i * nk + j, sm);
+            mx8[i] = _mm256_max_ps(mx8[i], sm);
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        float *si = s + (size_t)i * nk;
+        float m = hmax8(mx8[i]);
+        for (int jj = j; jj < nk; jj++) {
+            const float *kj = k + (size_t)jj * ldk;
+            __m256 a = _mm256_mul_ps(qv[i][0], _mm256_loadu_ps(kj));
+            for (int c = 1; c < nv; c++) a = _mm256_fmadd_ps(qv[i][c], _mm256_loadu_ps(kj + 8 * c), a);
+            si[jj] = hsum8(a);
+            m = si[jj] > m ? si[jj] : m;
+        }
+        mx[i] = m;
+    }
+    for (int i = 0; i < nq; i++) {
+        float *si = s + (size_t)i * nk;
+        const __m256 m8 = _mm256_set1_ps(mx[i]);
+        __m256 sum8 = _mm256_setzero_ps();
+        int jj = 0;
+        for (; jj + 8 <= nk; jj += 8) {
+            const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(si + jj), m8));
+            _mm256_storeu_ps(si + jj, e);
+            sum8 = _mm256_add_ps(sum8, e);
+        }
+        float sm = hsum8(sum8);
+        if (jj < nk) {
+            float tail[8];
+            for (int t = 0; t < 8; t++) tail[t] = jj + t < nk ? si[jj + t] - mx[i] : -INFINITY;
+            _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
+            for (int t = 0; jj + t < nk; t++) si[jj + t] = tail[t], sm += tail[t];
+        }
+        sum[i] = sm;
+    }
+    __m256 acc[HEAD_ROWS_MAX][8];
+    for (int i = 0; i < nq; i++)
+        for (int c = 0; c < nv; c++) acc[i][c] = _mm256_setzero_ps();
+    for (int j0 = 0; j0 < nk; j0 += VALUE_BLOCK) {
+        const int j1 = j0 + VALUE_BLOCK < nk ? j0 + VALUE_BLOCK : nk;
+        for (int i0 = 0; i0 < nq; i0 += 4) {
+            const int ni = nq - i0 < 4 ? nq - i0 : 4;
+            for (int jj = j0; jj < j1; jj++) {
+                const float *vj = v + (size_t)jj * ldv;
+                __m256 vv[8];
+                for (int c = 0; c < nv; c++) vv[c] = _mm256_loadu_ps(vj + 8 * c);
+                for (int i = i0; i < i0 + ni; i++) {
+                    const __m256 p = _mm256_set1_ps(s[(size_t)i * nk + jj]);
+                    for (int c = 0; c < nv; c++) acc[i][c] = _mm256_fmadd_ps(p, vv[c], acc[i][c]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        const __m256 inv = _mm256_set1_ps(1.0f / sum[i]);
+        for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + (size_t)i * ldo + 8 * c, _mm256_mul_ps(acc[i][c], inv));
+    }
+}
+
 #endif
+
+/* Few queries over many keys, a head per task: see attend_head_avx2. Returns 0 when it did not
+ * run (no AVX2, a shape it does not take, or no memory for the score rows). */
+static int attention_by_head(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
+                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh, float scale) {
+#if MSAM_HAVE_AVX2
+    if (nq > HEAD_ROWS_MAX || nk < VALUE_BLOCK || dh % 8 != 0 || !msam_use_avx2()) return 0;
+    const int nthreads = heads < msam_threads() ? heads : msam_threads();
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    {
+        float *s = malloc(sizeof(float) * (size_t)nq * nk);
+        if (!s) failed = 1;
+#pragma omp for schedule(static)
+        for (int h = 0; h < heads; h++)
+            if (s)
+                attend_head_avx2(out + (size_t)h * dh, (ptrdiff_t)heads * dh, q + (size_t)h * dh, ldq, nq,
+                                 k + (size_t)h * dh, ldk, v + (size_t)h * dh, ldv, nk, dh, scale, s);
+        free(s);
+    }
+    return !failed;
+#else
+    (void)out, (void)q, (void)ldq, (void)k, (void)ldk, (void)v, (void)ldv, (void)nq, (void)nk;
+    (void)heads, (void)dh, (void)scale;
+    return 0;
+#endif
+}
 
 void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                         const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {
@@ -132,6 +251,7 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
         msam_cpu_attention_ref(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh);
         return;
     }
+    if (attention_by_head(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh, scale)) return;
     const int nthreads = (long)nq * nk * heads > 16384 ? msam_threads() : 1;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
