@@ -61,9 +61,9 @@ def softmax64(x, scale):
 
 
 # (count, stride, length): image->token (8 heads x 4096 rows of 7 tokens), token->image (56 rows
-# of 4096), a strided case (rows longer than the softmax), single elements, odd tails.
+# of 4096), strided cases (rows longer than the softmax, short and long), single elements, odd tails.
 SOFTMAX_SHAPES = [(32768, 7, 7), (56, 4096, 4096), (128, 4096, 4096), (40, 9, 5), (7, 1, 1), (3, 17, 17),
-                  (1000, 3, 2), (65, 100, 100)]
+                  (1000, 3, 2), (65, 100, 100), (9, 80, 67)]
 
 
 @pytest.mark.parametrize("ref", [False, True], ids=["fast", "ref"])

@@ -53,6 +53,41 @@ MSAM_TARGET_AVX2 static void exp_run_avx2(float *v, size_t n) {
     }
 }
 
+/* One long vector (len >= 8; the token->image rows have 4096) in three vector passes: the scalar
+ * passes above carry the max and the sum through one dependency chain per element. */
+MSAM_TARGET_AVX2 static void softmax_row_avx2(float *v, int len, float scale) {
+    const __m256 sc = _mm256_set1_ps(scale);
+    __m256 mx8 = _mm256_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 8 <= len; j += 8) {
+        const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(v + j), sc);
+        _mm256_storeu_ps(v + j, x);
+        mx8 = _mm256_max_ps(mx8, x);
+    }
+    float mx = hmax8(mx8);
+    for (; j < len; j++) {
+        v[j] *= scale;
+        mx = v[j] > mx ? v[j] : mx;
+    }
+    const __m256 m8 = _mm256_set1_ps(mx);
+    __m256 sum8 = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= len; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(v + j), m8));
+        _mm256_storeu_ps(v + j, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    float sum = hsum8(sum8);
+    if (j < len) {
+        float tail[8];
+        for (int t = 0; t < 8; t++) tail[t] = j + t < len ? v[j + t] - mx : -INFINITY;
+        _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
+        for (int t = 0; j + t < len; t++) v[j + t] = tail[t], sum += tail[t];
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (j = 0; j + 8 <= len; j += 8) _mm256_storeu_ps(v + j, _mm256_mul_ps(_mm256_loadu_ps(v + j), inv));
+    for (; j < len; j++) v[j] *= 1.0f / sum;
+}
+
 #endif
 
 void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scale) {
@@ -61,8 +96,15 @@ void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scal
 #if MSAM_HAVE_AVX2
     if (msam_use_avx2()) exp_run = exp_run_avx2;
 #endif
-    const int blocks = (count + BLOCK_VECS - 1) / BLOCK_VECS;
     const int threads = (double)count * len >= 32768.0 ? msam_threads() : 1;
+#if MSAM_HAVE_AVX2
+    if (len >= 64 && msam_use_avx2()) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+        for (int a = 0; a < count; a++) softmax_row_avx2(x + (ptrdiff_t)a * stride, len, scale);
+        return;
+    }
+#endif
+    const int blocks = (count + BLOCK_VECS - 1) / BLOCK_VECS;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int b = 0; b < blocks; b++) {
         const int a0 = b * BLOCK_VECS;
