@@ -4,13 +4,16 @@
 #define MSAM_CPU_AVX512_EMULATION_H
 
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 
 /* What SIMDe 0.7 (Debian 12) lacks, with Intel's semantics: masked-off lanes are neither read nor
  * written (that is what makes the kernel's column tails safe, so the emulation keeps it). The
- * native names may already be macros when a newer SIMDe provides them. */
+ * native names may already be macros when a newer SIMDe provides them, hence the #undefs. */
 static __attribute__((noinline)) simde__m512i msam_emu_cvtps_epi32(simde__m512 a) {
     simde__m512_private p = simde__m512_to_private(a);
     simde__m512i_private r;
@@ -30,9 +33,21 @@ static __attribute__((noinline)) void msam_emu_mask_storeu_ps(float *mem, simde_
         if ((k >> i) & 1) mem[i] = p.f32[i];
 }
 
+/* The hardware faults on an aligned load from an address that is not 64-byte aligned, which
+ * SIMDe would not notice; this build stops there instead, as the hardware would. */
+static inline simde__m512 msam_emu_load_ps(const float *mem) {
+    if ((uintptr_t)mem & 63) {
+        fprintf(stderr, "avx512 emulation: _mm512_load_ps from %p, not 64-byte aligned\n", (const void *)mem);
+        abort();
+    }
+    return simde_mm512_loadu_ps(mem);
+}
+
+#undef _mm512_load_ps
 #undef _mm512_cvtps_epi32
 #undef _mm512_maskz_loadu_ps
 #undef _mm512_mask_storeu_ps
+#define _mm512_load_ps(mem) msam_emu_load_ps(mem)
 #define _mm512_cvtps_epi32(a) msam_emu_cvtps_epi32(a)
 #define _mm512_maskz_loadu_ps(k, mem) msam_emu_maskz_loadu_ps((k), (mem))
 #define _mm512_mask_storeu_ps(mem, k, a) msam_emu_mask_storeu_ps((mem), (k), (a))
