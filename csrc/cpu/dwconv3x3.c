@@ -8,34 +8,6 @@
 #include "../core/threads.h"
 
 #include "vec_avx2.h"
-#if MSAM_HAVE_AVX2
-
-/* erf(x) for 8 floats: the rational minimax approximation used by Eigen/XLA (odd degree-13
- * numerator over even degree-8 denominator, input clamped to [-4, 4] where erf is +-1 in float),
- * within a few ulp of erff; plain erff would keep the GELU of 64M MBConv values scalar. */
-MSAM_TARGET_AVX2 static inline __m256 erf8(__m256 x) {
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(4.0f)), _mm256_set1_ps(-4.0f));
-    const __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.72614225801306e-10f), _mm256_set1_ps(2.77068142495902e-08f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.10102402082508e-06f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-5.69250639462346e-05f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-7.34990630326855e-04f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.95459980854025e-03f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-1.60960333262415e-02f));
-    p = _mm256_mul_ps(x, p);
-    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(-1.45660718464996e-05f), _mm256_set1_ps(-2.13374055278905e-04f));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.68282697438203e-03f));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-7.37332916720468e-03f));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.42647390514189e-02f));
-    return _mm256_div_ps(p, q);
-}
-
-/* Exact-form GELU 0.5 x (1 + erf(x / sqrt 2)) on 8 floats. */
-MSAM_TARGET_AVX2 static inline __m256 gelu8(__m256 x) {
-    const __m256 e = erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-#endif
 
 /* Input rows of output row oy: r[ky] is input row oy*stride - 1 + ky, or NULL outside the map. */
 static void row_pointers(const float *r[3], const float *x, int h, int w, int c, int stride, int oy) {

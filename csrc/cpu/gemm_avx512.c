@@ -23,7 +23,7 @@
 
 enum { MR = 8, NR = 32 };
 
-/* GELU on 16 lanes; the method and its accuracy are in gemm_internal.h (same as gelu8). */
+/* GELU on 16 lanes; the method and its accuracy are in activation.h (the same as gelu8). */
 INL __m512 gelu16(__m512 x) {
 #define S(v) _mm512_set1_ps(v)
     const __m512 z = _mm512_mul_ps(x, S(0.70710678118654752f));

@@ -1,5 +1,5 @@
-/* vec_avx2.h - small AVX2/FMA vector helpers shared by the CPU kernels (exp, horizontal max/sum,
- * 8x8 transpose), each compiled with the avx2 target attribute and called only after a CPU check. */
+/* vec_avx2.h - small AVX2/FMA vector helpers shared by the CPU kernels (exp, GELU, horizontal
+ * max/sum, 8x8 transpose), each compiled with the avx2 target attribute and called only after a CPU check. */
 #ifndef MSAM_CPU_VEC_AVX2_H
 #define MSAM_CPU_VEC_AVX2_H
 
@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "activation.h"
 #include "gemm.h"
 #define MSAM_HAVE_AVX2 1
 #define MSAM_TARGET_AVX2 __attribute__((target("avx2,fma")))
@@ -36,6 +37,36 @@ MSAM_TARGET_AVX2 static inline __attribute__((unused)) __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* Exact-form GELU 0.5 x (1 + erf(x / sqrt 2)) on 8 floats; the method and its accuracy are in
+ * activation.h. Used by the GEMM epilogue, the depthwise convolution and the decoder's upscaling. */
+MSAM_TARGET_AVX2 static inline __attribute__((unused, always_inline)) __m256 gelu8(__m256 x) {
+#define S(v) _mm256_set1_ps(v)
+    const __m256 z = _mm256_mul_ps(x, S(0.70710678118654752f));
+    const __m256 t = _mm256_min_ps(_mm256_andnot_ps(S(-0.0f), z), S(4.0f));
+    const __m256 t2 = _mm256_mul_ps(t, t), t4 = _mm256_mul_ps(t2, t2);
+    const __m256 p01 = _mm256_fmadd_ps(S(MSAM_GELU_G2), t, S(MSAM_GELU_G1));
+    const __m256 p23 = _mm256_fmadd_ps(S(MSAM_GELU_G4), t, S(MSAM_GELU_G3));
+    const __m256 p45 = _mm256_fmadd_ps(S(MSAM_GELU_G6), t, S(MSAM_GELU_G5));
+    const __m256 p67 = _mm256_fmadd_ps(S(MSAM_GELU_G8), t, S(MSAM_GELU_G7));
+    const __m256 p = _mm256_fmadd_ps(_mm256_fmadd_ps(p67, t2, p45), t4, _mm256_fmadd_ps(p23, t2, p01));
+    const __m256 g = _mm256_mul_ps(p, t); /* log2 erfc(t) */
+    const __m256 n = _mm256_round_ps(g, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(g, n); /* exact, in [-1/2, 1/2] */
+    const __m256 f2 = _mm256_mul_ps(f, f), f4 = _mm256_mul_ps(f2, f2);
+    const __m256 e01 = _mm256_fmadd_ps(S(MSAM_EXP2_E1), f, S(MSAM_EXP2_E0));
+    const __m256 e23 = _mm256_fmadd_ps(S(MSAM_EXP2_E3), f, S(MSAM_EXP2_E2));
+    const __m256 e45 = _mm256_fmadd_ps(S(MSAM_EXP2_E5), f, S(MSAM_EXP2_E4));
+    const __m256 e46 = _mm256_fmadd_ps(S(MSAM_EXP2_E6), f2, e45);
+    const __m256 ef = _mm256_fmadd_ps(e46, f4, _mm256_fmadd_ps(e23, f2, e01)); /* 2^f */
+    /* erfc = 2^f * 2^n: n (in [-24, 0]) added straight to the exponent field */
+    const __m256i ni = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(ef), ni));
+    e = _mm256_andnot_ps(_mm256_cmp_ps(t, S(4.0f), _CMP_GE_OQ), e); /* erfc(>= 4) -> 0 */
+    const __m256 h = _mm256_blendv_ps(_mm256_sub_ps(S(2.0f), e), e, _mm256_cmp_ps(z, S(0.0f), _CMP_LT_OQ));
+    return _mm256_mul_ps(_mm256_mul_ps(S(0.5f), x), h);
+#undef S
 }
 
 MSAM_TARGET_AVX2 static inline __attribute__((unused)) float hmax8(__m256 v) {
