@@ -86,20 +86,7 @@ MSAM_TARGET_AVX2 static void attend_row_avx2(float *restrict out, const float *r
         s[j] = hsum8(a);
         mx = s[j] > mx ? s[j] : mx;
     }
-    const __m256 m8 = _mm256_set1_ps(mx);
-    __m256 sum8 = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= nk; j += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m8));
-        _mm256_storeu_ps(s + j, e);
-        sum8 = _mm256_add_ps(sum8, e);
-    }
-    float sum = hsum8(sum8);
-    if (j < nk) {
-        float tail[8];
-        for (int t = 0; t < 8; t++) tail[t] = j + t < nk ? s[j + t] - mx : -INFINITY;
-        _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
-        for (int t = 0; j + t < nk; t++) s[j + t] = tail[t], sum += tail[t];
-    }
+    const float sum = exp_shift_sum(s, nk, mx);
     __m256 acc[8];
     for (int c = 0; c < nv; c++) acc[c] = _mm256_setzero_ps();
     for (j = 0; j < nk; j++) {
@@ -171,25 +158,7 @@ MSAM_TARGET_AVX2 static void attend_head_avx2(float *out, ptrdiff_t ldo, const f
         }
         mx[i] = m;
     }
-    for (int i = 0; i < nq; i++) {
-        float *si = s + (size_t)i * nk;
-        const __m256 m8 = _mm256_set1_ps(mx[i]);
-        __m256 sum8 = _mm256_setzero_ps();
-        int jj = 0;
-        for (; jj + 8 <= nk; jj += 8) {
-            const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(si + jj), m8));
-            _mm256_storeu_ps(si + jj, e);
-            sum8 = _mm256_add_ps(sum8, e);
-        }
-        float sm = hsum8(sum8);
-        if (jj < nk) {
-            float tail[8];
-            for (int t = 0; t < 8; t++) tail[t] = jj + t < nk ? si[jj + t] - mx[i] : -INFINITY;
-            _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
-            for (int t = 0; jj + t < nk; t++) si[jj + t] = tail[t], sm += tail[t];
-        }
-        sum[i] = sm;
-    }
+    for (int i = 0; i < nq; i++) sum[i] = exp_shift_sum(s + (size_t)i * nk, nk, mx[i]);
     __m256 acc[HEAD_ROWS_MAX][8];
     for (int i = 0; i < nq; i++)
         for (int c = 0; c < nv; c++) acc[i][c] = _mm256_setzero_ps();

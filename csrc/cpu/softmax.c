@@ -69,20 +69,7 @@ MSAM_TARGET_AVX2 static void softmax_row_avx2(float *v, int len, float scale) {
         v[j] *= scale;
         mx = v[j] > mx ? v[j] : mx;
     }
-    const __m256 m8 = _mm256_set1_ps(mx);
-    __m256 sum8 = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= len; j += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(v + j), m8));
-        _mm256_storeu_ps(v + j, e);
-        sum8 = _mm256_add_ps(sum8, e);
-    }
-    float sum = hsum8(sum8);
-    if (j < len) {
-        float tail[8];
-        for (int t = 0; t < 8; t++) tail[t] = j + t < len ? v[j + t] - mx : -INFINITY;
-        _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
-        for (int t = 0; j + t < len; t++) v[j + t] = tail[t], sum += tail[t];
-    }
+    const float sum = exp_shift_sum(v, len, mx);
     const __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (j = 0; j + 8 <= len; j += 8) _mm256_storeu_ps(v + j, _mm256_mul_ps(_mm256_loadu_ps(v + j), inv));
     for (; j < len; j++) v[j] *= 1.0f / sum;

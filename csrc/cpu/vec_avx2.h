@@ -1,10 +1,11 @@
-/* vec_avx2.h - small AVX2/FMA vector helpers shared by the CPU kernels (exp, GELU, horizontal
- * max/sum, 8x8 transpose), each compiled with the avx2 target attribute and called only after a CPU check. */
+/* vec_avx2.h - small AVX2/FMA vector helpers shared by the CPU kernels (exp, a row's exp and sum,
+ * GELU, horizontal max/sum, 8x8 transpose), each compiled with the avx2 target attribute and called only after a CPU check. */
 #ifndef MSAM_CPU_VEC_AVX2_H
 #define MSAM_CPU_VEC_AVX2_H
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "activation.h"
@@ -100,6 +101,27 @@ MSAM_TARGET_AVX2 static inline __attribute__((unused)) void transpose8(__m256 r[
         r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
         r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
     }
+}
+
+/* s[j] = exp(s[j] - mx) in place for j < n, returning their sum (8 lane sums, then the tail in
+ * order). The tail goes through exp8 too, padded with -inf, so every element sees the same exp. */
+MSAM_TARGET_AVX2 static inline __attribute__((unused)) float exp_shift_sum(float *s, int n, float mx) {
+    const __m256 m8 = _mm256_set1_ps(mx);
+    __m256 sum8 = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m8));
+        _mm256_storeu_ps(s + j, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    float sum = hsum8(sum8);
+    if (j < n) {
+        float tail[8];
+        for (int t = 0; t < 8; t++) tail[t] = j + t < n ? s[j + t] - mx : -INFINITY;
+        _mm256_storeu_ps(tail, exp8(_mm256_loadu_ps(tail)));
+        for (int t = 0; j + t < n; t++) s[j + t] = tail[t], sum += tail[t];
+    }
+    return sum;
 }
 
 #else
