@@ -131,6 +131,10 @@ MSAM_TARGET_AVX2 static void attend_head_avx2(float *out, ptrdiff_t ldo, const f
     }
     int j = 0;
     for (; j + 8 <= nk; j += 8) {
+        /* the 1 KB stride puts only 4 rows in a page, too few for the hardware prefetcher to
+         * follow: ask for the key rows two blocks ahead */
+        if (j + 24 <= nk)
+            for (int t = 0; t < 8; t++) _mm_prefetch((const char *)(k + (size_t)(j + 16 + t) * ldk), _MM_HINT_T0);
         for (int i = 0; i < nq; i++) {
             __m256 r[8];
             for (int t = 0; t < 8; t++) {
@@ -168,6 +172,7 @@ MSAM_TARGET_AVX2 static void attend_head_avx2(float *out, ptrdiff_t ldo, const f
             const int ni = nq - i0 < 4 ? nq - i0 : 4;
             for (int jj = j0; jj < j1; jj++) {
                 const float *vj = v + (size_t)jj * ldv;
+                if (i0 == 0 && jj + 16 < nk) _mm_prefetch((const char *)(vj + 16 * ldv), _MM_HINT_T0);
                 __m256 vv[8];
                 for (int c = 0; c < nv; c++) vv[c] = _mm256_loadu_ps(vj + 8 * c);
                 for (int i = i0; i < i0 + ni; i++) {

@@ -130,32 +130,48 @@ struct msam_packed_b {
     void *raw;
 };
 
-/* Fill the panels at data from W, whose element (j, kk) is w[j*s_n + kk*s_k]. Panels are
- * independent, so a large W is packed by several threads. */
+/* Fill the panels at data from W, whose element (j, kk) is w[j*s_n + kk*s_k]. A large W is
+ * packed by several threads. */
 static void pack_panels(float *data, const float *w, ptrdiff_t s_n, ptrdiff_t s_k, int n, int k,
                         int nr) {
     const int npanels = (n + nr - 1) / nr;
     const size_t per_panel = (size_t)k * (size_t)nr;
     const int threads = (size_t)n * (size_t)k >= (1u << 18) ? msam_threads() : 1;
+    if (s_n == 1) {
+        /* W stored [k][n] (the decoder's image as a right operand): row kk is read once, front to
+         * back, and dealt to the panels, each of which is written sequentially. Walking a panel
+         * at a time instead reads W down its rows, a stride the hardware prefetcher does not
+         * follow past a page. */
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+        for (int kk = 0; kk < k; kk++) {
+            const float *src = w + (ptrdiff_t)kk * s_k;
+            for (int p = 0; p < npanels; p++) {
+                float *row = data + (size_t)p * per_panel + (size_t)kk * (size_t)nr;
+                const int j0 = p * nr;
+                const int jn = n - j0 < nr ? n - j0 : nr;
+                if (jn == 16) { /* whole AVX2 / AVX-512 rows: fixed sizes, copied inline */
+                    memcpy(row, src + j0, 16 * sizeof(float));
+                } else if (jn == 32) {
+                    memcpy(row, src + j0, 32 * sizeof(float));
+                } else {
+                    int j = 0;
+                    for (; j < jn; j++) row[j] = src[j0 + j];
+                    for (; j < nr; j++) row[j] = 0.0f;
+                }
+            }
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int p = 0; p < npanels; p++) {
         float *dst = data + (size_t)p * per_panel;
         const int j0 = p * nr;
         const int jn = n - j0 < nr ? n - j0 : nr;
-        if (s_n == 1) {
-            /* W stored [k][n]: each panel row is a contiguous run of W */
-            for (int kk = 0; kk < k; kk++) {
-                float *row = dst + (size_t)kk * (size_t)nr;
-                memcpy(row, w + (ptrdiff_t)kk * s_k + j0, sizeof(float) * (size_t)jn);
-                for (int j = jn; j < nr; j++) row[j] = 0.0f;
-            }
-        } else {
-            for (int kk = 0; kk < k; kk++) {
-                float *row = dst + (size_t)kk * (size_t)nr;
-                int j = 0;
-                for (; j < jn; j++) row[j] = w[(ptrdiff_t)(j0 + j) * s_n + (ptrdiff_t)kk * s_k];
-                for (; j < nr; j++) row[j] = 0.0f;
-            }
+        for (int kk = 0; kk < k; kk++) {
+            float *row = dst + (size_t)kk * (size_t)nr;
+            int j = 0;
+            for (; j < jn; j++) row[j] = w[(ptrdiff_t)(j0 + j) * s_n + (ptrdiff_t)kk * s_k];
+            for (; j < nr; j++) row[j] = 0.0f;
         }
     }
 }
