@@ -320,24 +320,19 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, 1 + MSAM_MASK_TOKENS, NULL, NULL, 0, ws->keys,
                    ws->tmp, tmp, tb[TB_A], tb[TB_ATT], ws);
 
-    /* upscale: convT 2x2 s2 (256->64), LayerNorm2d, GELU, convT 2x2 s2 (64->32), GELU. Every
-     * step after a convT is per pixel, so its output stays in sub-pixel order (rows x 4*cout
-     * read as 4*rows x cout) and only mask_logits places the pixels (see ops.h). */
-    ops->linear(ws->up1, 256, ws->keys, MSAM_EMB, MSAM_PIX, dw->up1, MSAM_ACT_NONE, NULL, 0);
-    ops->layernorm(ws->up1, ws->up1, 4 * MSAM_PIX, 64, dw->up_norm.g, dw->up_norm.b, 1e-6f);
-    ops->activate(ws->up1, ws->up1, (size_t)MSAM_PIX * 256, MSAM_ACT_GELU);
-    ops->linear(ws->up2, 128, ws->up1, 64, 4 * MSAM_PIX, dw->up2, MSAM_ACT_GELU, NULL, 0);
-
-    /* hypernetwork MLPs on the mask tokens -> 4 x 32, then the masks they select */
+    /* hypernetwork MLPs on the selected mask tokens -> 32 each */
+    const int first = multimask ? 1 : 0, n = msam_num_masks(multimask);
     float *h1 = tb[TB_A], *h2 = tb[TB_B], *hyper = tb[TB_C];
-    for (int i = 0; i < MSAM_MASK_TOKENS; i++) {
+    for (int i = first; i < first + n; i++) {
         const float *tok = Q + (size_t)(1 + i) * MSAM_EMB;
         ops->linear(h1, MSAM_EMB, tok, MSAM_EMB, 1, dw->hyper[i][0], MSAM_ACT_RELU, NULL, 0);
         ops->linear(h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->hyper[i][1], MSAM_ACT_RELU, NULL, 0);
         ops->linear(hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
     }
-    const int first = multimask ? 1 : 0, n = msam_num_masks(multimask);
-    ops->mask_logits(ws->low, ws->up2, hyper + (size_t)first * 32, MSAM_GRID, 32, n);
+    /* upscale (convT 2x2 s2 256->64, LayerNorm2d, GELU, convT 2x2 s2 64->32, GELU) and the masks
+     * the hypernetwork vectors make of it, in one op */
+    ops->upscale_masks(ws->low, ws->keys, MSAM_GRID, dw->up1, dw->up_norm.g, dw->up_norm.b, 1e-6f, dw->up2,
+                       hyper + (size_t)first * 32, n, ws->up_scratch, ws->up_scratch_bytes);
 
     /* IoU head on the IoU token */
     ops->linear(h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);

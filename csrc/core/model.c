@@ -5,6 +5,7 @@
 
 #include "decoder.h"
 #include "model.h"
+#include "threads.h"
 
 #define MIN_TOKENS 64 /* token capacity at creation; predict grows it for more prompt points */
 
@@ -48,7 +49,7 @@ void msam_model_free(msam_model *m) {
 
 static void ws_release(msam_decoder_ws *w, const msam_ops *ops) {
     float **bufs[] = {&w->keys0, &w->proj0, &w->keys, &w->tmp, &w->kp, &w->vp, &w->qp, &w->att,
-                      &w->dense, &w->mask_tmp, &w->up1, &w->up2,
+                      &w->dense, &w->mask_tmp,
                       &w->low, &w->post, &w->tok, &w->fold, &w->keys0pe};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         ops->release(*bufs[i]);
@@ -56,6 +57,8 @@ static void ws_release(msam_decoder_ws *w, const msam_ops *ops) {
     }
     ops->release(w->mm_scratch);
     w->mm_scratch = NULL;
+    ops->release(w->up_scratch);
+    w->up_scratch = NULL;
 }
 
 /* (Re)size the token buffers; only predict with more than MIN_TOKENS prompt tokens grows them. */
@@ -103,8 +106,6 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(w->att, px * 128);
     ALLOC(w->dense, img);
     ALLOC(w->mask_tmp, 5 * 65536);
-    ALLOC(w->up1, px * 256);
-    ALLOC(w->up2, (size_t)128 * 128 * 128);
     ALLOC(w->low, (size_t)MSAM_MASK_TOKENS * MSAM_LOWRES * MSAM_LOWRES);
     ALLOC(w->post, (size_t)MSAM_IMG * MSAM_IMG);
     ALLOC(w->fold, MSAM_FOLD_FLOATS);
@@ -112,6 +113,8 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     {
         /* the folded attention's largest right operand: the image in (heads*T x 4096) . image */
         ok = ok && (w->mm_scratch = ops->alloc(ops->matmul_scratch_bytes(MSAM_EMB, MSAM_PIX))) != NULL;
+        w->up_scratch_bytes = ops->upscale_masks_scratch_bytes(64, 32, msam_threads_for_sizing());
+        ok = ok && (w->up_scratch = ops->alloc(w->up_scratch_bytes)) != NULL;
     }
     if (!ok || msam_session_reserve_tokens(s, MIN_TOKENS, err)) {
         msam_session_free(s);

@@ -85,12 +85,13 @@ typedef struct {
     float *kp, *vp, *qp, *att; /* 4096 x 128 each */
     float *dense;       /* 4096 x 256 dense prompt from a mask input */
     float *mask_tmp;    /* 128 x 128 x 16 + 64 x 64 x 64 scratch for mask downscaling */
-    float *up1, *up2;   /* 64*64 x 256 and 128*128 x 128 transposed-conv outputs, sub-pixel order */
     float *low;         /* 4 x 256 x 256 low-res logits of the current prompt set */
     float *post;        /* 1024 x 1024 post-processing plane */
     float *tok;         /* token buffers: MSAM_TOK_BUFS x max_tokens x 2048 */
     float *fold;        /* MSAM_FOLD_FLOATS: per-prompt operands of the folded cross attention */
     void *mm_scratch;   /* ops->matmul's packing space for the decoder's largest product */
+    void *up_scratch;   /* ops->upscale_masks' per-thread blocks */
+    size_t up_scratch_bytes;
     int max_tokens;
 } msam_decoder_ws;
 

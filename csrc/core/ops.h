@@ -92,12 +92,18 @@ typedef struct msam_ops {
     /* 2x2 space-to-depth: x h x w x c -> y (h/2) x (w/2) x 4c with channel (dy*2+dx)*c + ch. */
     void (*space_to_depth2)(float *y, const float *x, int h, int w, int c);
 
-    /* Hypernetwork mask logits: low[i][Y][X] = sum_c up[r][c] * hyper[i][c] for i < n over the
-     * 4g x 4g grid; low is planar (n x 4g x 4g), hyper n x c. up (16 g^2 rows x c) is left in the
-     * order two 2x2 stride-2 transposed convs (as linears) produce it over a g x g map, with no
-     * depth-to-space between: row r = ((y*g + x)*4 + t1)*4 + t2 holds pixel
-     * Y = 4y + 2(t1/2) + t2/2, X = 4x + 2(t1%2) + t2%2. */
-    void (*mask_logits)(float *low, const float *up, const float *hyper, int g, int c, int n);
+    /* The mask decoder's output upscaling and hypernetwork mask logits in one pass, so no
+     * upscaled map is stored. x is the g x g map (rows of up1's k_in channels). Per pixel:
+     * u = up1(x), read as 4 sub-pixels t1 of c1 = n_out/4 channels (a 2x2 stride-2 transposed
+     * conv as a linear); LayerNorm over each sub-pixel's c1 channels (gamma, beta, eps), GELU;
+     * v = GELU(up2(u)) per sub-pixel, again 4 sub-pixels t2 of c = up2's n_out/4 channels; then
+     * low[i][Y][X] = v . hyper[i] for i < n (hyper n x c), low planar n x 4g x 4g, with
+     * Y = 4y + 2(t1/2) + t2/2, X = 4x + 2(t1%2) + t2%2 for pixel (y, x). It uses no more threads
+     * than scratch covers: upscale_masks_scratch_bytes(c1, c, threads), at least one thread. */
+    size_t (*upscale_masks_scratch_bytes)(int c1, int c, int threads);
+    void (*upscale_masks)(float *low, const float *x, int g, const msam_linear *up1,
+                          const float *gamma, const float *beta, float eps, const msam_linear *up2,
+                          const float *hyper, int n, void *scratch, size_t scratch_bytes);
 
     /* Post-processing: bilinear (align_corners=False) resize of one plane with an optional crop
      * of the output grid (see cpu/resize.h); the _mask form writes the mask (result > 0) as

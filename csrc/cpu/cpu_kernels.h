@@ -16,6 +16,9 @@ struct msam_linear {
 /* cpu_ops.c */
 msam_linear *msam_cpu_linear_create(const float *w, const float *bias, int n_out, int k_in);
 void msam_cpu_linear_free(msam_linear *lin);
+/* LayerNorm of rows [first, last) of c floats, then act; y may be x (single-threaded). */
+void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
+                             const float *beta, float eps, msam_act act);
 
 /* conv3x3.c: dense 3x3 conv via blocked im2col + msam_gemm (weights repacked to
  * [cout][(ky*3+kx)*cin + ci] at create). */
@@ -46,6 +49,17 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
                         const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
 void msam_cpu_attention_ref(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+
+/* upscale.c: ops->upscale_masks; the reference takes unpacked weights and u1, u2 buffers for
+ * the whole g x g map (g*g*4*c1 and g*g*16*c floats). */
+size_t msam_cpu_upscale_masks_scratch_bytes(int c1, int c, int threads);
+void msam_cpu_upscale_masks(float *low, const float *x, int g, const msam_linear *up1,
+                            const float *gamma, const float *beta, float eps, const msam_linear *up2,
+                            const float *hyper, int n, void *scratch, size_t scratch_bytes);
+void msam_cpu_upscale_masks_ref(float *low, const float *x, int g, int cin, int c1, int c,
+                                const float *w1, const float *b1, const float *gamma, const float *beta,
+                                float eps, const float *w2, const float *b2, const float *hyper, int n,
+                                float *u1, float *u2);
 
 /* softmax.c: ops->softmax */
 void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scale);

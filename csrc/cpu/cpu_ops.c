@@ -1,5 +1,5 @@
 /* cpu_ops.c - the CPU backend's op table and its small ops (linear via the packed GEMM,
- * LayerNorm, elementwise, decoder attention, 2x2 space/depth shuffles). Host memory throughout. */
+ * LayerNorm, elementwise, transpose, 2x2 space-to-depth). Host memory throughout. */
 #define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <math.h>
 #include <stdlib.h>
@@ -58,9 +58,11 @@ static void cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, i
     msam_gemm_dyn(m, x, ldx, w, ws_n, ws_k, n, k, bias, MSAM_ACT_NONE, residual, ldr, y, ldy, scratch);
 }
 
-/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares. */
+/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares; act
+ * is applied to the result (the decoder's LayerNorm2d + GELU). */
 static void layernorm_rows(float *y, const float *x, int first, int last, int c,
-                           const float *restrict gamma, const float *restrict beta, float eps) {
+                           const float *restrict gamma, const float *restrict beta, float eps,
+                           msam_act act) {
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
         float *yr = y + (size_t)r * c;
@@ -72,7 +74,7 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
             sq += d * d;
         }
         float rstd = 1.0f / sqrtf(sq / (float)c + eps);
-        for (int i = 0; i < c; i++) yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
+        for (int i = 0; i < c; i++) yr[i] = msam_apply_act((xr[i] - mean) * rstd * gamma[i] + beta[i], act);
     }
 }
 
@@ -81,7 +83,7 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
  * and cannot vectorise); y may be x, each row is read before it is written. */
 MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int first, int last, int c,
                                                  const float *restrict gamma,
-                                                 const float *restrict beta, float eps) {
+                                                 const float *restrict beta, float eps, msam_act act) {
     const float inv_c = 1.0f / (float)c;
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
@@ -108,11 +110,25 @@ MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int f
         const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(hsum8(_mm256_add_ps(s0, s1)) * inv_c + eps));
         for (i = 0; i < c; i += 8) {
             const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mean), rstd);
-            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i)));
+            __m256 o = _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i));
+            if (act == MSAM_ACT_GELU) o = gelu8(o);
+            else if (act == MSAM_ACT_RELU) o = _mm256_max_ps(o, _mm256_setzero_ps());
+            _mm256_storeu_ps(yr + i, o);
         }
     }
 }
 #endif
+
+void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
+                             const float *beta, float eps, msam_act act) {
+#if MSAM_HAVE_AVX2
+    if (c % 8 == 0 && msam_use_avx2()) {
+        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, act);
+        return;
+    }
+#endif
+    layernorm_rows(y, x, first, last, c, gamma, beta, eps, act);
+}
 
 static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
                           const float *beta, float eps) {
@@ -120,13 +136,7 @@ static void cpu_layernorm(float *y, const float *x, int rows, int c, const float
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
         const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
-#if MSAM_HAVE_AVX2
-        if (c % 8 == 0 && msam_use_avx2()) {
-            layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps);
-            continue;
-        }
-#endif
-        layernorm_rows(y, x, first, last, c, gamma, beta, eps);
+        msam_cpu_layernorm_rows(y, x, first, last, c, gamma, beta, eps, MSAM_ACT_NONE);
     }
 }
 
@@ -187,82 +197,6 @@ static void cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
                        sizeof(float) * (size_t)c);
 }
 
-/* Where up's row r lands in the 4g x 4g logit plane (see ops.h: two nested 2x2 sub-pixels). */
-static inline size_t subpixel_offset(int r, int g) {
-    const int px = r >> 4, t1 = (r >> 2) & 3, t2 = r & 3;
-    const int Y = 4 * (px / g) + 2 * (t1 >> 1) + (t2 >> 1), X = 4 * (px % g) + 2 * (t1 & 1) + (t2 & 1);
-    return (size_t)Y * (size_t)(4 * g) + (size_t)X;
-}
-
-/* dot products of c-wide rows with n <= 4 hypernetwork vectors (plain form) */
-static void mask_logit_rows(float *restrict low, const float *restrict up, const float *restrict hyper,
-                            int first, int last, int g, int c, int n) {
-    const size_t plane = (size_t)16 * g * g;
-    for (int r = first; r < last; r++) {
-        const float *u = up + (size_t)r * c;
-        const size_t o = subpixel_offset(r, g);
-        for (int i = 0; i < n; i++) {
-            const float *hy = hyper + (size_t)i * c;
-            float acc = 0.0f;
-            for (int k = 0; k < c; k++) acc += u[k] * hy[k];
-            low[(size_t)i * plane + o] = acc;
-        }
-    }
-}
-
-#if MSAM_HAVE_AVX2
-/* The same for c % 8 == 0 (c <= 64), 8 rows at a time: their 8 partial vectors per mask are
- * turned by transpose8 and added, giving the 8 logits as one vector (no per-row horizontal sum).
- * 8 rows from a multiple of 8 are one 2x4 pixel block: lanes 0,1,4,5 are its top row, 2,3,6,7
- * the bottom one. */
-MSAM_TARGET_AVX2 static void mask_logit_rows_avx2(float *restrict low, const float *restrict up,
-                                                  const float *restrict hyper, int first, int last,
-                                                  int g, int c, int n) {
-    const int nv = c / 8, W = 4 * g;
-    const size_t plane = (size_t)W * W;
-    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-    int r = first;
-    for (; r < last && (r & 7); r++) mask_logit_rows(low, up, hyper, r, r + 1, g, c, n);
-    for (; r + 8 <= last; r += 8) {
-        const size_t o = subpixel_offset(r, g);
-        for (int i = 0; i < n; i++) {
-            const float *hy = hyper + (size_t)i * c;
-            __m256 acc[8];
-            for (int t = 0; t < 8; t++) {
-                const float *u = up + (size_t)(r + t) * c;
-                __m256 a = _mm256_mul_ps(_mm256_loadu_ps(u), _mm256_loadu_ps(hy));
-                for (int v = 1; v < nv; v++) a = _mm256_fmadd_ps(_mm256_loadu_ps(u + 8 * v), _mm256_loadu_ps(hy + 8 * v), a);
-                acc[t] = a;
-            }
-            transpose8(acc);
-            __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
-                                       _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
-            sum = _mm256_permutevar8x32_ps(sum, order);
-            float *dst = low + (size_t)i * plane + o;
-            _mm_storeu_ps(dst, _mm256_castps256_ps128(sum));
-            _mm_storeu_ps(dst + W, _mm256_extractf128_ps(sum, 1));
-        }
-    }
-    mask_logit_rows(low, up, hyper, r, last, g, c, n);
-}
-#endif
-
-static void cpu_mask_logits(float *low, const float *up, const float *hyper, int g, int c, int n) {
-    const int rows = 16 * g * g;
-    const int nt = rows > 4096 ? msam_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
-#if MSAM_HAVE_AVX2
-        if (c % 8 == 0 && c <= 64 && msam_use_avx2()) {
-            mask_logit_rows_avx2(low, up, hyper, first, last, g, c, n);
-            continue;
-        }
-#endif
-        mask_logit_rows(low, up, hyper, first, last, g, c, n);
-    }
-}
-
 static const msam_ops g_cpu_ops = {
     .name = "cpu",
     .device = MSAM_DEVICE_CPU,
@@ -289,7 +223,8 @@ static const msam_ops g_cpu_ops = {
     .softmax = msam_cpu_softmax,
     .transpose = cpu_transpose,
     .space_to_depth2 = cpu_space_to_depth2,
-    .mask_logits = cpu_mask_logits,
+    .upscale_masks_scratch_bytes = msam_cpu_upscale_masks_scratch_bytes,
+    .upscale_masks = msam_cpu_upscale_masks,
     .resize_bilinear = msam_resize_bilinear_f32,
     .resize_bilinear_mask = msam_resize_bilinear_mask,
 };

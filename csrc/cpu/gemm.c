@@ -264,8 +264,8 @@ static void run_task(const gemm_job *J, int t) {
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
-               msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc) {
+static void gemm_run(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
+                     msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc, int max_threads) {
     if (M <= 0 || !B || !C || B->n <= 0) return;
     const int n = B->n, k = B->k;
     if (k == 0 || !A) {
@@ -291,7 +291,7 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
 
     int threads = 1;
 #ifdef _OPENMP
-    threads = msam_threads();
+    threads = max_threads;
     if (threads < 1) threads = 1;
     {
         /* at least ~0.5 M multiply-adds (several microseconds) per thread, or the fork and
@@ -333,6 +333,16 @@ void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, con
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int t = 0; t < tasks; t++) run_task(&J, t);
 #endif
+}
+
+void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
+               msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc) {
+    gemm_run(M, A, lda, B, bias, act, R, ldr, C, ldc, msam_threads());
+}
+
+void msam_gemm_serial(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
+                      msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc) {
+    gemm_run(M, A, lda, B, bias, act, R, ldr, C, ldc, 1);
 }
 
 /* ---- per-call operands ---------------------------------------------------------------- */

@@ -21,6 +21,10 @@ int msam_packed_b_k(const msam_packed_b *b);
 void msam_gemm(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
                msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc);
 
+/* The same on the calling thread only (for kernels that already run one task per thread). */
+void msam_gemm_serial(int M, const float *A, ptrdiff_t lda, const msam_packed_b *B, const float *bias,
+                      msam_act act, const float *R, ptrdiff_t ldr, float *C, ptrdiff_t ldc);
+
 /* Same contract with B = W^T made during the call: W's element (j, p) is w[j*s_n + p*s_k]
  * (s_n = k, s_k = 1: a Linear weight [n][k]; s_n = 1, s_k = ldw: a row-major [k][n] matrix). W is
  * packed into scratch, which holds msam_gemm_dyn_scratch_bytes(n, k) bytes (no allocation). */

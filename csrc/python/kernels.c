@@ -1,12 +1,14 @@
 /* kernels.c - test hooks exposing single CPU kernels to Python (_gemm, _gemm_ref, _gemm_isa,
- * _matmul, _softmax), so the tests can check a kernel against numpy apart from the model code. */
+ * _matmul, _softmax, _upscale_masks), so the tests can check a kernel apart from the model. */
 #include "binding.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "cpu/cpu_kernels.h"
 #include "cpu/gemm.h"
+#include "core/threads.h"
 
 static PyObject *input_error(void) { return msam_py_InputError ? msam_py_InputError : PyExc_ValueError; }
 
@@ -179,6 +181,63 @@ static PyObject *py_softmax(PyObject *self, PyObject *args, PyObject *kwargs) {
     return (PyObject *)out;
 }
 
+/* x (g*g, cin); w1 (4*c1, cin), b1 (4*c1); gamma, beta (c1); w2 (4*c, c1), b2 (4*c); hyper (n, c). */
+static PyObject *py_upscale_masks(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"x", "w1", "b1", "gamma", "beta", "w2", "b2", "hyper", "eps", "ref", NULL};
+    PyObject *o[8];
+    float eps = 1e-6f;
+    int ref = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOO|fp", kwlist, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                                     &o[6], &o[7], &eps, &ref))
+        return NULL;
+    static const char *names[] = {"x", "w1", "b1", "gamma", "beta", "w2", "b2", "hyper"};
+    static const int ndims[] = {2, 2, 1, 1, 1, 2, 1, 2};
+    PyArrayObject *a[8];
+    for (int i = 0; i < 8; i++)
+        if (!(a[i] = as_f32(o[i], names[i], ndims[i]))) return NULL;
+    const int pixels = (int)PyArray_DIM(a[0], 0), cin = (int)PyArray_DIM(a[0], 1);
+    const int n1 = (int)PyArray_DIM(a[1], 0), c1 = n1 / 4, n2 = (int)PyArray_DIM(a[5], 0), c = n2 / 4;
+    const int n = (int)PyArray_DIM(a[7], 0);
+    int g = 0;
+    while ((long)(g + 1) * (g + 1) <= pixels) g++;
+    if (pixels < 1 || g * g != pixels) return PyErr_Format(input_error(), "x must have g*g rows, got %d", pixels);
+    if (n1 < 4 || n1 % 4 || PyArray_DIM(a[1], 1) != cin || PyArray_DIM(a[2], 0) != n1 || PyArray_DIM(a[3], 0) != c1 ||
+        PyArray_DIM(a[4], 0) != c1 || n2 < 4 || n2 % 4 || PyArray_DIM(a[5], 1) != c1 || PyArray_DIM(a[6], 0) != n2 ||
+        PyArray_DIM(a[7], 1) != c || n < 1 || n > 4)
+        return PyErr_Format(input_error(), "inconsistent shapes: x (g*g, cin), w1 (4*c1, cin), b1 (4*c1), gamma and "
+                                           "beta (c1), w2 (4*c, c1), b2 (4*c), hyper (1..4, c)");
+    const float *f[8];
+    for (int i = 0; i < 8; i++) f[i] = (const float *)PyArray_DATA(a[i]);
+    npy_intp dims[3] = {n, 4 * g, 4 * g};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    float *low = (float *)PyArray_DATA(out);
+    const int threads = msam_threads();
+    const size_t u1n = (size_t)pixels * 4 * c1, u2n = (size_t)pixels * 16 * c;
+    const size_t scratch_bytes = ref ? 0 : msam_cpu_upscale_masks_scratch_bytes(c1, c, threads);
+    float *u = ref ? malloc(sizeof(float) * (u1n + u2n)) : NULL;
+    void *scratch = ref ? NULL : malloc(scratch_bytes + 64);
+    msam_linear *up1 = ref ? NULL : msam_cpu_linear_create(f[1], f[2], n1, cin);
+    msam_linear *up2 = ref ? NULL : msam_cpu_linear_create(f[5], f[6], n2, c1);
+    if (ref ? !u : (!scratch || !up1 || !up2)) {
+        free(u), free(scratch), msam_cpu_linear_free(up1), msam_cpu_linear_free(up2);
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (ref) {
+        msam_cpu_upscale_masks_ref(low, f[0], g, cin, c1, c, f[1], f[2], f[3], f[4], eps, f[5], f[6], f[7], n, u,
+                                   u + u1n);
+    } else {
+        void *aligned = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+        msam_cpu_upscale_masks(low, f[0], g, up1, f[3], f[4], eps, up2, f[7], n, aligned, scratch_bytes);
+    }
+    Py_END_ALLOW_THREADS
+    free(u), free(scratch), msam_cpu_linear_free(up1), msam_cpu_linear_free(up2);
+    return (PyObject *)out;
+}
+
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     return gemm_common(args, kwargs, 0);
@@ -209,6 +268,9 @@ static PyMethodDef kernel_methods[] = {
     {"_softmax", (PyCFunction)(void (*)(void))py_softmax, METH_VARARGS | METH_KEYWORDS,
      "_softmax(x, length=x.shape[1], scale=1.0, ref=False) -> a copy of x whose rows' first length\n"
      "floats are softmax(scale * row) (ops->softmax, or its plain reference; test hook)."},
+    {"_upscale_masks", (PyCFunction)(void (*)(void))py_upscale_masks, METH_VARARGS | METH_KEYWORDS,
+     "_upscale_masks(x, w1, b1, gamma, beta, w2, b2, hyper, eps=1e-6, ref=False) -> (n, 4g, 4g) mask\n"
+     "logits of the decoder's fused upscaling (ops->upscale_masks, or its plain reference; test hook)."},
     {NULL, NULL, 0, NULL}};
 
 int msam_py_add_kernels(PyObject *m) {

@@ -1,0 +1,152 @@
+/* upscale.c - the mask decoder's output upscaling fused with its hypernetwork mask logits: each
+ * block of pixels goes through both transposed convs, LayerNorm2d and the GELUs while in cache. */
+#include <math.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "activation.h"
+#include "cpu_kernels.h"
+#include "threads.h"
+#include "vec_avx2.h"
+
+/* Pixels per block: 24 rows for the first product (four 6-row register tiles) and 96 for the
+ * second; the block's two maps (24 KB + 48 KB at MobileSAM's widths) stay in L2 between steps,
+ * where the unfused form wrote 12 MB and read it back three times. */
+enum { PIX_BLOCK = 24 };
+
+/* Where row r of the second product's output lands in the 4g x 4g logit plane (two nested 2x2
+ * sub-pixels, see ops.h). */
+static inline size_t subpixel_offset(int r, int g) {
+    const int px = r >> 4, t1 = (r >> 2) & 3, t2 = r & 3;
+    const int Y = 4 * (px / g) + 2 * (t1 >> 1) + (t2 >> 1), X = 4 * (px % g) + 2 * (t1 & 1) + (t2 & 1);
+    return (size_t)Y * (size_t)(4 * g) + (size_t)X;
+}
+
+/* Mask logits of rows [first, last): row r is up[(r - first) * c], dotted with the n <= 4
+ * hypernetwork vectors (plain form). */
+static void mask_logit_rows(float *restrict low, const float *restrict up, const float *restrict hyper,
+                            int first, int last, int g, int c, int n) {
+    const size_t plane = (size_t)16 * g * g;
+    for (int r = first; r < last; r++) {
+        const float *u = up + (size_t)(r - first) * c;
+        const size_t o = subpixel_offset(r, g);
+        for (int i = 0; i < n; i++) {
+            const float *hy = hyper + (size_t)i * c;
+            float acc = 0.0f;
+            for (int k = 0; k < c; k++) acc += u[k] * hy[k];
+            low[(size_t)i * plane + o] = acc;
+        }
+    }
+}
+
+#if MSAM_HAVE_AVX2
+/* The same for c % 8 == 0 (c <= 64), 8 rows at a time: their 8 partial vectors per mask are
+ * turned by transpose8 and added, giving the 8 logits as one vector (no per-row horizontal sum).
+ * 8 rows from a multiple of 8 are one 2x4 pixel block: lanes 0,1,4,5 are its top row, 2,3,6,7
+ * the bottom one. */
+MSAM_TARGET_AVX2 static void mask_logit_rows_avx2(float *restrict low, const float *restrict up,
+                                                  const float *restrict hyper, int first, int last,
+                                                  int g, int c, int n) {
+    const int nv = c / 8, W = 4 * g;
+    const size_t plane = (size_t)W * W;
+    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    int r = first;
+    for (; r < last && (r & 7); r++) mask_logit_rows(low, up + (size_t)(r - first) * c, hyper, r, r + 1, g, c, n);
+    for (; r + 8 <= last; r += 8) {
+        const size_t o = subpixel_offset(r, g);
+        for (int i = 0; i < n; i++) {
+            const float *hy = hyper + (size_t)i * c;
+            __m256 acc[8];
+            for (int t = 0; t < 8; t++) {
+                const float *u = up + (size_t)(r + t - first) * c;
+                __m256 a = _mm256_mul_ps(_mm256_loadu_ps(u), _mm256_loadu_ps(hy));
+                for (int v = 1; v < nv; v++) a = _mm256_fmadd_ps(_mm256_loadu_ps(u + 8 * v), _mm256_loadu_ps(hy + 8 * v), a);
+                acc[t] = a;
+            }
+            transpose8(acc);
+            __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+                                       _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
+            sum = _mm256_permutevar8x32_ps(sum, order);
+            float *dst = low + (size_t)i * plane + o;
+            _mm_storeu_ps(dst, _mm256_castps256_ps128(sum));
+            _mm_storeu_ps(dst + W, _mm256_extractf128_ps(sum, 1));
+        }
+    }
+    mask_logit_rows(low, up + (size_t)(r - first) * c, hyper, r, last, g, c, n);
+}
+#endif
+
+static void mask_logits(float *low, const float *up, const float *hyper, int first, int last, int g, int c,
+                        int n) {
+#if MSAM_HAVE_AVX2
+    if (c % 8 == 0 && c <= 64 && msam_use_avx2()) {
+        mask_logit_rows_avx2(low, up, hyper, first, last, g, c, n);
+        return;
+    }
+#endif
+    mask_logit_rows(low, up, hyper, first, last, g, c, n);
+}
+
+/* Bytes of one thread's block buffers, a multiple of 64 so each thread's start stays aligned. */
+static size_t block_bytes(int c1, int c) {
+    const size_t floats = (size_t)PIX_BLOCK * 4 * (size_t)c1 + (size_t)PIX_BLOCK * 16 * (size_t)c;
+    return (floats * sizeof(float) + 63) & ~(size_t)63;
+}
+
+size_t msam_cpu_upscale_masks_scratch_bytes(int c1, int c, int threads) {
+    return (size_t)(threads > 0 ? threads : 1) * block_bytes(c1, c);
+}
+
+void msam_cpu_upscale_masks(float *low, const float *x, int g, const msam_linear *up1,
+                            const float *gamma, const float *beta, float eps, const msam_linear *up2,
+                            const float *hyper, int n, void *scratch, size_t scratch_bytes) {
+    const int cin = up1->k_in, c1 = up1->n_out / 4, c = up2->n_out / 4;
+    const size_t per = block_bytes(c1, c);
+    const int pixels = g * g, blocks = (pixels + PIX_BLOCK - 1) / PIX_BLOCK;
+    int nt = msam_threads();
+    if ((size_t)nt > scratch_bytes / per) nt = (int)(scratch_bytes / per);
+    if (nt > blocks) nt = blocks;
+    if (nt < 1) return; /* the caller's scratch covers at least one thread (see ops.h) */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        float *u1 = (float *)((char *)scratch + (size_t)id * per); /* PIX_BLOCK*4 x c1 */
+        float *u2 = u1 + (size_t)PIX_BLOCK * 4 * c1;                /* PIX_BLOCK*16 x c */
+        /* dynamic: a thread that loses its core for a while does not hold the others back */
+#pragma omp for schedule(dynamic, 4)
+        for (int b = 0; b < blocks; b++) {
+            const int p0 = b * PIX_BLOCK, np = pixels - p0 < PIX_BLOCK ? pixels - p0 : PIX_BLOCK;
+            msam_gemm_serial(np, x + (size_t)p0 * cin, cin, up1->b, up1->bias, MSAM_ACT_NONE, NULL, 0, u1, 4 * c1);
+            msam_cpu_layernorm_rows(u1, u1, 0, 4 * np, c1, gamma, beta, eps, MSAM_ACT_GELU);
+            msam_gemm_serial(4 * np, u1, c1, up2->b, up2->bias, MSAM_ACT_GELU, NULL, 0, u2, 4 * c);
+            mask_logits(low, u2, hyper, 16 * p0, 16 * (p0 + np), g, c, n);
+        }
+    }
+}
+
+/* Plain reference, unfused and single-threaded: the weights unpacked ([n_out][k_in] in the
+ * sub-pixel order of ops.h), the double-sum GEMM, then LayerNorm, GELU and the logits in turn.
+ * u1 holds g*g*4*c1 floats and u2 g*g*16*c. */
+void msam_cpu_upscale_masks_ref(float *low, const float *x, int g, int cin, int c1, int c,
+                                const float *w1, const float *b1, const float *gamma, const float *beta,
+                                float eps, const float *w2, const float *b2, const float *hyper, int n,
+                                float *u1, float *u2) {
+    const int pixels = g * g;
+    msam_gemm_ref(pixels, 4 * c1, cin, x, cin, w1, b1, MSAM_ACT_NONE, NULL, 0, u1, 4 * c1);
+    for (int r = 0; r < 4 * pixels; r++) {
+        float *v = u1 + (size_t)r * c1;
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < c1; i++) mean += v[i];
+        mean /= c1;
+        for (int i = 0; i < c1; i++) var += (v[i] - mean) * (v[i] - mean);
+        const double rstd = 1.0 / sqrt(var / c1 + eps);
+        for (int i = 0; i < c1; i++) v[i] = msam_gelu((float)((v[i] - mean) * rstd * gamma[i] + beta[i]));
+    }
+    msam_gemm_ref(4 * pixels, 4 * c, c1, u1, c1, w2, b2, MSAM_ACT_GELU, NULL, 0, u2, 4 * c);
+    mask_logit_rows(low, u2, hyper, 0, 16 * pixels, g, c, n);
+}
