@@ -259,7 +259,6 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     if (Ts > 0) ops->copy_in(PE + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB, sparse_host, (size_t)Ts * MSAM_EMB);
     ops->copy_in(Q, PE, (size_t)T * MSAM_EMB); /* op memory to op memory: same on the CPU */
 
-    const size_t img = (size_t)MSAM_PIX * MSAM_EMB;
     const int fold = T <= MSAM_FOLD_MAX_TOKENS;
     for (int l = 0; l < 2; l++) {
         const msam_twoway_layer *L = &dw->layers[l];
@@ -279,9 +278,9 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         ops->linear(Q, MSAM_EMB, att, MSAM_EMB, T, L->self_attn.out, MSAM_ACT_NONE, l > 0 ? Q : NULL, MSAM_EMB);
         ops->layernorm(Q, Q, T, MSAM_EMB, L->norm1.g, L->norm1.b, 1e-5f);
 
-        /* tokens attend to the image (layer 0: through the cached projections) */
+        /* tokens attend to the image (layer 0: through the cached projections); xpe = keys + PE,
+         * made with the keys by the previous layer's norm4 */
         const float *xpe = l == 0 ? ws->keys0pe : ws->tmp;
-        if (l > 0) ops->add(ws->tmp, keys_in, m->prompt.dense_pe, img);
         if (l == 0) {
             token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, ws->proj0, ws->proj0 + MSAM_CROSS, PROJ0_LD,
                            NULL, NULL, tmp, qa, att, ws);
@@ -310,13 +309,13 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
                            MSAM_CROSS / MSAM_HEADS);
             ops->linear(ws->keys, MSAM_EMB, ws->att, MSAM_CROSS, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
         }
-        ops->layernorm(ws->keys, ws->keys, MSAM_PIX, MSAM_EMB, L->norm4.g, L->norm4.b, 1e-5f);
+        ops->layernorm_pe(ws->keys, ws->tmp, ws->keys, m->prompt.dense_pe, MSAM_PIX, MSAM_EMB, L->norm4.g,
+                          L->norm4.b, 1e-5f);
     }
 
     /* final token-to-image attention, for the output tokens only: the IoU head and the
      * hypernetworks read nothing else, and each token's path here is its own. Five tokens always
      * fit the folded form. */
-    ops->add(ws->tmp, ws->keys, m->prompt.dense_pe, img);
     token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, 1 + MSAM_MASK_TOKENS, NULL, NULL, 0, ws->keys,
                    ws->tmp, tmp, tb[TB_A], tb[TB_ATT], ws);
 

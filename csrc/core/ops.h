@@ -33,6 +33,10 @@ typedef struct msam_ops {
     /* Row-wise LayerNorm over c channels (also LayerNorm2d on channels-last maps). y may be x. */
     void (*layernorm)(float *y, const float *x, int rows, int c, const float *gamma,
                       const float *beta, float eps);
+    /* The same that also writes ype = y + pe (rows x c; the decoder's image keys and their
+     * positional-encoded copy in one pass). y may be x; ype is neither. */
+    void (*layernorm_pe)(float *y, float *ype, const float *x, const float *pe, int rows, int c,
+                         const float *gamma, const float *beta, float eps);
 
     /* Elementwise, n floats: y = a + b; y = act(x). y may alias an input. */
     void (*add)(float *y, const float *a, const float *b, size_t n);

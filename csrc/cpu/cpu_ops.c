@@ -59,10 +59,10 @@ static void cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, i
 }
 
 /* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares; act
- * is applied to the result (the decoder's LayerNorm2d + GELU). */
+ * is applied to the result (the decoder's LayerNorm2d + GELU); with ype, ype = y + pe as well. */
 static void layernorm_rows(float *y, const float *x, int first, int last, int c,
                            const float *restrict gamma, const float *restrict beta, float eps,
-                           msam_act act) {
+                           msam_act act, const float *pe, float *ype) {
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
         float *yr = y + (size_t)r * c;
@@ -74,7 +74,11 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
             sq += d * d;
         }
         float rstd = 1.0f / sqrtf(sq / (float)c + eps);
-        for (int i = 0; i < c; i++) yr[i] = msam_apply_act((xr[i] - mean) * rstd * gamma[i] + beta[i], act);
+        for (int i = 0; i < c; i++) {
+            const float o = msam_apply_act((xr[i] - mean) * rstd * gamma[i] + beta[i], act);
+            yr[i] = o;
+            if (ype) ype[(size_t)r * c + i] = o + pe[(size_t)r * c + i];
+        }
     }
 }
 
@@ -83,7 +87,8 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
  * and cannot vectorise); y may be x, each row is read before it is written. */
 MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int first, int last, int c,
                                                  const float *restrict gamma,
-                                                 const float *restrict beta, float eps, msam_act act) {
+                                                 const float *restrict beta, float eps, msam_act act,
+                                                 const float *pe, float *ype) {
     const float inv_c = 1.0f / (float)c;
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
@@ -114,30 +119,41 @@ MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int f
             if (act == MSAM_ACT_GELU) o = gelu8(o);
             else if (act == MSAM_ACT_RELU) o = _mm256_max_ps(o, _mm256_setzero_ps());
             _mm256_storeu_ps(yr + i, o);
+            if (ype) _mm256_storeu_ps(ype + (size_t)r * c + i, _mm256_add_ps(o, _mm256_loadu_ps(pe + (size_t)r * c + i)));
         }
     }
 }
 #endif
 
-void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
-                             const float *beta, float eps, msam_act act) {
+static void layernorm_rows_any(float *y, const float *x, int first, int last, int c, const float *gamma,
+                               const float *beta, float eps, msam_act act, const float *pe, float *ype) {
 #if MSAM_HAVE_AVX2
     if (c % 8 == 0 && msam_use_avx2()) {
-        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, act);
+        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, act, pe, ype);
         return;
     }
 #endif
-    layernorm_rows(y, x, first, last, c, gamma, beta, eps, act);
+    layernorm_rows(y, x, first, last, c, gamma, beta, eps, act, pe, ype);
 }
 
-static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
-                          const float *beta, float eps) {
+void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
+                             const float *beta, float eps, msam_act act) {
+    layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, act, NULL, NULL);
+}
+
+static void cpu_layernorm_pe(float *y, float *ype, const float *x, const float *pe, int rows, int c,
+                             const float *gamma, const float *beta, float eps) {
     const int nt = rows > 64 ? msam_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
         const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
-        msam_cpu_layernorm_rows(y, x, first, last, c, gamma, beta, eps, MSAM_ACT_NONE);
+        layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, MSAM_ACT_NONE, pe, ype);
     }
+}
+
+static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
+                          const float *beta, float eps) {
+    cpu_layernorm_pe(y, NULL, x, NULL, rows, c, gamma, beta, eps);
 }
 
 static void cpu_add(float *y, const float *a, const float *b, size_t n) {
@@ -206,6 +222,7 @@ static const msam_ops g_cpu_ops = {
     .linear_free = msam_cpu_linear_free,
     .linear = cpu_linear,
     .layernorm = cpu_layernorm,
+    .layernorm_pe = cpu_layernorm_pe,
     .add = cpu_add,
     .activate = cpu_activate,
     .upload = cpu_upload,
