@@ -138,7 +138,10 @@ def stats(samples: List[float]) -> Stats:
             "iqr_ms": 1e3 * (q3 - q1), "n": len(samples)}
 
 
-COOLDOWN_S = 0.05
+# ONNX Runtime's thread pool keeps a core busy spin-waiting for about 50 ms after a run (measured
+# here from /proc/self/task CPU times: 40-60 ms; OpenMP's, ours and torch's, under 10 ms). With a
+# 50 ms pause, whatever ran next lost a core: our predict read 35 ms after it, 29.5 ms after 250 ms.
+COOLDOWN_S = 0.25
 
 
 def time_interleaved(fns: Dict[str, Callable[[], Any]], repeat: int, warmup: int) -> Dict[str, Stats]:
