@@ -16,9 +16,9 @@ struct msam_linear {
 /* cpu_ops.c */
 msam_linear *msam_cpu_linear_create(const float *w, const float *bias, int n_out, int k_in);
 void msam_cpu_linear_free(msam_linear *lin);
-/* LayerNorm of rows [first, last) of c floats, then act; y may be x (single-threaded). */
+/* LayerNorm of rows [first, last) of c floats; y may be x (single-threaded). */
 void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
-                             const float *beta, float eps, msam_act act);
+                             const float *beta, float eps);
 
 /* conv3x3.c: dense 3x3 conv via blocked im2col + msam_gemm (weights repacked to
  * [cout][(ky*3+kx)*cin + ci] at create). */

@@ -58,11 +58,11 @@ static void cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, i
     msam_gemm_dyn(m, x, ldx, w, ws_n, ws_k, n, k, bias, MSAM_ACT_NONE, residual, ldr, y, ldy, scratch);
 }
 
-/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares; act
- * is applied to the result (the decoder's LayerNorm2d + GELU); with ype, ype = y + pe as well. */
+/* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares; with
+ * ype, ype = y + pe as well. */
 static void layernorm_rows(float *y, const float *x, int first, int last, int c,
                            const float *restrict gamma, const float *restrict beta, float eps,
-                           msam_act act, const float *pe, float *ype) {
+                           const float *pe, float *ype) {
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
         float *yr = y + (size_t)r * c;
@@ -75,7 +75,7 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
         }
         float rstd = 1.0f / sqrtf(sq / (float)c + eps);
         for (int i = 0; i < c; i++) {
-            const float o = msam_apply_act((xr[i] - mean) * rstd * gamma[i] + beta[i], act);
+            const float o = (xr[i] - mean) * rstd * gamma[i] + beta[i];
             yr[i] = o;
             if (ype) ype[(size_t)r * c + i] = o + pe[(size_t)r * c + i];
         }
@@ -87,7 +87,7 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
  * and cannot vectorise); y may be x, each row is read before it is written. */
 MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int first, int last, int c,
                                                  const float *restrict gamma,
-                                                 const float *restrict beta, float eps, msam_act act,
+                                                 const float *restrict beta, float eps,
                                                  const float *pe, float *ype) {
     const float inv_c = 1.0f / (float)c;
     for (int r = first; r < last; r++) {
@@ -115,9 +115,7 @@ MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int f
         const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(hsum8(_mm256_add_ps(s0, s1)) * inv_c + eps));
         for (i = 0; i < c; i += 8) {
             const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mean), rstd);
-            __m256 o = _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i));
-            if (act == MSAM_ACT_GELU) o = gelu8(o);
-            else if (act == MSAM_ACT_RELU) o = _mm256_max_ps(o, _mm256_setzero_ps());
+            const __m256 o = _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i));
             _mm256_storeu_ps(yr + i, o);
             if (ype) _mm256_storeu_ps(ype + (size_t)r * c + i, _mm256_add_ps(o, _mm256_loadu_ps(pe + (size_t)r * c + i)));
         }
@@ -126,19 +124,19 @@ MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int f
 #endif
 
 static void layernorm_rows_any(float *y, const float *x, int first, int last, int c, const float *gamma,
-                               const float *beta, float eps, msam_act act, const float *pe, float *ype) {
+                               const float *beta, float eps, const float *pe, float *ype) {
 #if MSAM_HAVE_AVX2
     if (c % 8 == 0 && msam_use_avx2()) {
-        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, act, pe, ype);
+        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, pe, ype);
         return;
     }
 #endif
-    layernorm_rows(y, x, first, last, c, gamma, beta, eps, act, pe, ype);
+    layernorm_rows(y, x, first, last, c, gamma, beta, eps, pe, ype);
 }
 
 void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
-                             const float *beta, float eps, msam_act act) {
-    layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, act, NULL, NULL);
+                             const float *beta, float eps) {
+    layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, NULL, NULL);
 }
 
 static void cpu_layernorm_pe(float *y, float *ype, const float *x, const float *pe, int rows, int c,
@@ -147,7 +145,7 @@ static void cpu_layernorm_pe(float *y, float *ype, const float *x, const float *
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
         const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
-        layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, MSAM_ACT_NONE, pe, ype);
+        layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, pe, ype);
     }
 }
 

@@ -90,9 +90,9 @@ static void mask_logits(float *low, const float *up, const float *hyper, int fir
     mask_logit_rows(low, up, hyper, first, last, g, c, n);
 }
 
-/* GELU in place over the block's second map, while it is in L1/L2. A separate pass rather than
- * the GEMM epilogue: with the 6 x 16 tile's twelve accumulators live, the epilogue's GELU spills
- * registers and cost twice as much per element. */
+/* GELU in place over one of the block's maps, while it is in L1/L2. A pass of its own is cheaper
+ * per element than the GELU inside the GEMM's epilogue (where the tile's twelve accumulators are
+ * live) or inside the LayerNorm's store loop. */
 static void gelu_rows(float *v, size_t n) {
 #if MSAM_HAVE_AVX2
     if (msam_use_avx2()) {
@@ -136,7 +136,8 @@ void msam_cpu_upscale_masks(float *low, const float *x, int g, const msam_linear
         for (int b = 0; b < blocks; b++) {
             const int p0 = b * PIX_BLOCK, np = pixels - p0 < PIX_BLOCK ? pixels - p0 : PIX_BLOCK;
             msam_gemm_serial(np, x + (size_t)p0 * cin, cin, up1->b, up1->bias, MSAM_ACT_NONE, NULL, 0, u1, 4 * c1);
-            msam_cpu_layernorm_rows(u1, u1, 0, 4 * np, c1, gamma, beta, eps, MSAM_ACT_GELU);
+            msam_cpu_layernorm_rows(u1, u1, 0, 4 * np, c1, gamma, beta, eps);
+            gelu_rows(u1, (size_t)np * 4 * c1);
             msam_gemm_serial(4 * np, u1, c1, up2->b, up2->bias, MSAM_ACT_NONE, NULL, 0, u2, 4 * c);
             gelu_rows(u2, (size_t)np * 16 * c);
             mask_logits(low, u2, hyper, 16 * p0, 16 * (p0 + np), g, c, n);
