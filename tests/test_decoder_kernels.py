@@ -98,6 +98,34 @@ def test_softmax_rejects_bad_length():
         _C._softmax(x.astype(np.float64))
 
 
+# (nq, nk, heads, dh): layer 0's image->token scores (4096 image queries, 7 and 16 tokens, 8 heads
+# of 16), a key count past one 8-key block with a tail, the 64-key limit, and odd small ones.
+PROBS_SHAPES = [(4096, 7, 8, 16), (4096, 16, 8, 16), (33, 9, 2, 8), (13, 64, 1, 32), (3, 1, 3, 8), (17, 13, 4, 24)]
+
+
+@pytest.mark.parametrize("ref", [False, True], ids=["fast", "ref"])
+@pytest.mark.parametrize("nq,nk,heads,dh", PROBS_SHAPES, ids=[f"{a}x{b}x{c}x{d}" for a, b, c, d in PROBS_SHAPES])
+def test_attention_probs_matches_float64(nq, nk, heads, dh, ref):
+    rng = np.random.default_rng(nq + 31 * nk + 7 * heads + dh)
+    q, k = rand(rng, nq, heads * dh, scale=2.0), rand(rng, nk, heads * dh, scale=2.0)
+    q[::7] *= 8.0  # large scores: exp would overflow without the max subtracted
+    got = _C._attention_probs(q, k, heads, ref)
+    assert got.shape == (nq, heads * nk) and got.dtype == np.float32
+    q64, k64 = q.astype(np.float64).reshape(nq, heads, dh), k.astype(np.float64).reshape(nk, heads, dh)
+    s = np.einsum("ihd,jhd->ihj", q64, k64) / np.sqrt(dh)
+    want = softmax64(s.reshape(-1, nk), 1.0).reshape(nq, heads * nk)
+    # fp32 scores (dh-term sums) carry an absolute error into exp's argument
+    z = np.einsum("ihd,jhd->ihj", np.abs(q64), np.abs(k64)).max() / np.sqrt(dh)
+    np.testing.assert_allclose(got, want, rtol=4 * (z + nk + dh) * EPS, atol=1e-30)
+
+
+def test_attention_probs_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="divisible by heads"):
+        _C._attention_probs(np.zeros((4, 12), np.float32), np.zeros((3, 12), np.float32), 5)
+    with pytest.raises(ValueError, match="must share a width"):
+        _C._attention_probs(np.zeros((4, 16), np.float32), np.zeros((3, 8), np.float32), 2)
+
+
 # ---------------------------------------------------------------------------------------------
 # ops->upscale_masks against MobileSAM's own modules (ConvTranspose2d, LayerNorm2d, GELU, then the
 # hypernetwork product of MaskDecoder.predict_masks), in float64.

@@ -10,7 +10,9 @@
  *   image->token: s_i,hj = ((x_i + p_i) . Wq_h^T k_hj + bq_h . k_hj) / 4, and the output
  *     projection sum_h Wo_h (sum_j P_i,hj v_hj) + bo = sum_hj P_i,hj (Wo_h v_hj) + bo.
  * Each becomes two image-sized products with heads*T <= 128 columns instead of two or three with
- * 128 or 256, and no per-head attention loop over the image. It is the same function in exact
+ * 128 or 256, and no per-head attention loop over the image. Layer 0's image is the same for every
+ * prompt, so its image queries q_proj(x + p) are computed once per image (decoder.c) and its
+ * image->token scores come from them directly (attention_probs), leaving one image-sized product. It is the same function in exact
  * arithmetic; in fp32 the sums are grouped differently (checked against the reference). */
 #include "decoder.h"
 
@@ -37,7 +39,8 @@ void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, 
 }
 
 void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
-                     int T, const float *xpe, const float *residual, float *y, msam_decoder_ws *ws) {
+                     int T, const float *xpe, const float *q_img, ptrdiff_t ldq_img,
+                     const float *residual, float *y, msam_decoder_ws *ws) {
     const int HT = MSAM_HEADS * T;
     float *B = ws->fold;                         /* HT x 256: Wq_h^T k_hj */
     float *N = ws->fold + MSAM_CROSS * MSAM_EMB;   /* HT x 256: Wo_h v_hj */
@@ -46,11 +49,18 @@ void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, 
     void *scr = ws->mm_scratch;
     for (int h = 0; h < MSAM_HEADS; h++) {
         const float *kh = k + h * MSAM_CROSS_DH, *vh = v + h * MSAM_CROSS_DH;
-        ops->linear(B + (size_t)h * T * MSAM_EMB, MSAM_EMB, kh, MSAM_CROSS, T, a->q_t[h], MSAM_ACT_NONE, NULL, 0);
-        ops->linear(c + h * T, 1, kh, MSAM_CROSS, T, a->bq_t[h], MSAM_ACT_NONE, NULL, 0);
+        if (!q_img) {
+            ops->linear(B + (size_t)h * T * MSAM_EMB, MSAM_EMB, kh, MSAM_CROSS, T, a->q_t[h], MSAM_ACT_NONE, NULL, 0);
+            ops->linear(c + h * T, 1, kh, MSAM_CROSS, T, a->bq_t[h], MSAM_ACT_NONE, NULL, 0);
+        }
         ops->linear(N + (size_t)h * T * MSAM_EMB, MSAM_EMB, vh, MSAM_CROSS, T, a->o_h[h], MSAM_ACT_NONE, NULL, 0);
     }
-    ops->matmul(S, HT, xpe, MSAM_EMB, MSAM_PIX, B, MSAM_EMB, 1, HT, MSAM_EMB, c, NULL, 0, scr);
-    ops->softmax(S, MSAM_PIX * MSAM_HEADS, T, T, 0.25f);
+    if (q_img) {
+        /* the image queries are given: 16-channel scores per head, no image-sized product */
+        ops->attention_probs(S, HT, q_img, ldq_img, k, MSAM_CROSS, MSAM_PIX, T, MSAM_HEADS, MSAM_CROSS_DH);
+    } else {
+        ops->matmul(S, HT, xpe, MSAM_EMB, MSAM_PIX, B, MSAM_EMB, 1, HT, MSAM_EMB, c, NULL, 0, scr);
+        ops->softmax(S, MSAM_PIX * MSAM_HEADS, T, T, 0.25f);
+    }
     ops->matmul(y, MSAM_EMB, S, HT, MSAM_PIX, N, 1, MSAM_EMB, MSAM_EMB, HT, a->bo, residual, MSAM_EMB, scr);
 }

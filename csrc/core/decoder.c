@@ -7,7 +7,9 @@
 #include "decoder.h"
 
 
-typedef enum { CROSS_NONE, CROSS_T2I, CROSS_I2T } cross_kind;
+/* Which folded-form pieces a cross attention needs (cross_attention.c). Layer 0's image side is
+ * cached per image, so its token->image needs none and its image->token only the output side. */
+typedef enum { CROSS_NONE, CROSS_T2I, CROSS_I2T, CROSS_I2T_OUT } cross_kind;
 
 /* One linear per head of the 16-column slice cols [h*16, h*16+16) of w ([rows][w_cols], host) as
  * a 16 -> rows map: out[h] = linear(W'), W'[r][d] = w[r][h*16 + d]. */
@@ -60,13 +62,15 @@ static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_we
             if (!(a->v_h[h] = ops->linear_create(wv + (size_t)h * MSAM_CROSS_DH * MSAM_EMB, bv + h * MSAM_CROSS_DH,
                                                  MSAM_CROSS_DH, MSAM_EMB)))
                 return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
-    } else if (kind == CROSS_I2T) {
-        GET(wq, "q_proj.weight", wn);
-        GET(bq, "q_proj.bias", MSAM_CROSS);
+    } else if (kind == CROSS_I2T || kind == CROSS_I2T_OUT) {
         GET(wo, "out_proj.weight", wn);
         GET(bo, "out_proj.bias", MSAM_EMB);
-        if ((st = head_rows_transposed(a->q_t, ops, wq, prefix, err))) return st;
-        if ((st = head_slices(a->bq_t, ops, bq, 1, MSAM_CROSS, prefix, err))) return st;
+        if (kind == CROSS_I2T) {
+            GET(wq, "q_proj.weight", wn);
+            GET(bq, "q_proj.bias", MSAM_CROSS);
+            if ((st = head_rows_transposed(a->q_t, ops, wq, prefix, err))) return st;
+            if ((st = head_slices(a->bq_t, ops, bq, 1, MSAM_CROSS, prefix, err))) return st;
+        }
         if ((st = head_slices(a->o_h, ops, wo, MSAM_EMB, MSAM_CROSS, prefix, err))) return st;
         if (!(a->bo = ops->upload(bo, MSAM_EMB))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
     }
@@ -154,10 +158,11 @@ msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
         snprintf(p, sizeof p, "mask_decoder.transformer.layers.%d", l);
 #define SUB(fmt) (snprintf(q, sizeof q, fmt, p), q)
         if ((st = attn_load(&L->self_attn, ops, wt, SUB("%s.self_attn"), MSAM_EMB, CROSS_NONE, err))) return st;
-        /* layer 0's token->image attention reads the cached projections: not folded */
+        /* layer 0's attentions read the cached projections on the image side */
         if ((st = attn_load(&L->t2i, ops, wt, SUB("%s.cross_attn_token_to_image"), MSAM_CROSS,
                             l == 0 ? CROSS_NONE : CROSS_T2I, err))) return st;
-        if ((st = attn_load(&L->i2t, ops, wt, SUB("%s.cross_attn_image_to_token"), MSAM_CROSS, CROSS_I2T, err))) return st;
+        if ((st = attn_load(&L->i2t, ops, wt, SUB("%s.cross_attn_image_to_token"), MSAM_CROSS,
+                            l == 0 ? CROSS_I2T_OUT : CROSS_I2T, err))) return st;
         if ((st = msam_norm_load(&L->norm1, ops, wt, SUB("%s.norm1"), MSAM_EMB, err))) return st;
         if ((st = msam_norm_load(&L->norm2, ops, wt, SUB("%s.norm2"), MSAM_EMB, err))) return st;
         if ((st = msam_norm_load(&L->norm3, ops, wt, SUB("%s.norm3"), MSAM_EMB, err))) return st;
@@ -210,7 +215,7 @@ void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops) {
     for (int l = 0; l < 3; l++) ops->linear_free(dw->iou[l]), dw->iou[l] = NULL;
 }
 
-#define PROJ0_LD (2 * MSAM_CROSS)
+#define PROJ0_LD (3 * MSAM_CROSS)
 
 /* Token buffers inside ws->tok, each max_tokens rows. */
 enum { TB_PE, TB_Q, TB_T, TB_A, TB_B, TB_C, TB_ATT, TB_COUNT };
@@ -219,13 +224,15 @@ enum { TB_PE, TB_Q, TB_T, TB_A, TB_B, TB_C, TB_ATT, TB_COUNT };
 size_t msam_decoder_tok_floats(int max_tokens) { return (size_t)max_tokens * TOK_ROW_FLOATS; }
 
 void msam_decoder_proj0(const msam_model *m, msam_decoder_ws *ws) {
-    /* Layer 0's image side is keys0 = embedding + dense prompt for every prompt: keys0 + pe and
-     * the token-to-image projections t2i.k(keys0 + pe) | t2i.v(keys0) (side by side, ld 256). */
+    /* Layer 0's image side is keys0 = embedding + dense prompt for every prompt: keys0 + pe, the
+     * token-to-image projections t2i.k(keys0 + pe) | t2i.v(keys0) and the image-to-token queries
+     * i2t.q(keys0 + pe), side by side (ld 384). */
     const msam_ops *ops = m->ops;
     const msam_twoway_layer *L = &m->decoder.layers[0];
     ops->add(ws->keys0pe, ws->keys0, m->prompt.dense_pe, (size_t)MSAM_PIX * MSAM_EMB);
     ops->linear(ws->proj0, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
     ops->linear(ws->proj0 + MSAM_CROSS, PROJ0_LD, ws->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ws->proj0 + 2 * MSAM_CROSS, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
 }
 
 /* queries = norm(queries + attn.out(attention(attn.q(xq), attn.k(xk), attn.v(xv)))) for the
@@ -301,12 +308,14 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         ops->add(tmp, Q, PE, (size_t)T * MSAM_EMB);
         ops->linear(ka, MSAM_CROSS, tmp, MSAM_EMB, T, L->i2t.k, MSAM_ACT_NONE, NULL, 0);
         ops->linear(va, MSAM_CROSS, Q, MSAM_EMB, T, L->i2t.v, MSAM_ACT_NONE, NULL, 0);
+        /* layer 0: its image queries are cached next to the t2i projections */
+        const float *q0 = l == 0 ? ws->proj0 + 2 * MSAM_CROSS : NULL;
         if (fold) {
-            msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, keys_in, ws->keys, ws);
+            msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, q0, PROJ0_LD, keys_in, ws->keys, ws);
         } else {
-            ops->linear(ws->qp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
-            ops->attention(ws->att, ws->qp, MSAM_CROSS, ka, MSAM_CROSS, va, MSAM_CROSS, MSAM_PIX, T, MSAM_HEADS,
-                           MSAM_CROSS / MSAM_HEADS);
+            if (!q0) ops->linear(ws->qp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+            ops->attention(ws->att, q0 ? q0 : ws->qp, q0 ? PROJ0_LD : MSAM_CROSS, ka, MSAM_CROSS, va, MSAM_CROSS,
+                           MSAM_PIX, T, MSAM_HEADS, MSAM_CROSS / MSAM_HEADS);
             ops->linear(ws->keys, MSAM_EMB, ws->att, MSAM_CROSS, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
         }
         ops->layernorm_pe(ws->keys, ws->tmp, ws->keys, m->prompt.dense_pe, MSAM_PIX, MSAM_EMB, L->norm4.g,

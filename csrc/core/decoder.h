@@ -7,7 +7,7 @@
 
 /* Floats of token workspace for up to max_tokens tokens. */
 size_t msam_decoder_tok_floats(int max_tokens);
-/* Fill ws->proj0 from ws->keys0 (layer 0's prompt-independent image-side operands). */
+/* Fill ws->keys0pe and ws->proj0 from ws->keys0 (layer 0's prompt-independent image side). */
 void msam_decoder_proj0(const struct msam_model *m, msam_decoder_ws *ws);
 /* Decode one prompt set: sparse_host Ts x 256; ws->keys0/proj0 ready. Writes the selected
  * masks' low-res logits to ws->low (planar n x 256 x 256) and their IoU to iou_host. */
@@ -17,11 +17,12 @@ void msam_decode_one(const struct msam_model *m, msam_decoder_ws *ws, const floa
 /* cross_attention.c, for T <= MSAM_FOLD_MAX_TOKENS (ws->fold, ws->att, ws->qp, ws->mm_scratch are used).
  * Token->image: att (T x 128, before out_proj) from q = q_proj(tokens + PE) (T x 128, rows 128
  * apart) over the image x (4096 x 256) and xpe = x + PE. Image->token: y = residual + out_proj
- * of the attention from image queries (xpe) to token keys k and values v (T x 128 projections);
- * y may be residual. */
+ * of the attention from image queries (q_proj(xpe), or q_img, rows ldq_img apart, when they are
+ * already projected) to token keys k and values v (T x 128 projections); y may be residual. */
 void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, int T,
                      const float *xpe, const float *x, float *att, msam_decoder_ws *ws);
 void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
-                     int T, const float *xpe, const float *residual, float *y, msam_decoder_ws *ws);
+                     int T, const float *xpe, const float *q_img, ptrdiff_t ldq_img,
+                     const float *residual, float *y, msam_decoder_ws *ws);
 
 #endif

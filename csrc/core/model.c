@@ -96,7 +96,7 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(s->input, (size_t)MSAM_IMG * MSAM_IMG * 3);
     ALLOC(s->embedding, img);
     ALLOC(w->keys0, img);
-    ALLOC(w->proj0, px * 256);
+    ALLOC(w->proj0, px * 384);
     ALLOC(w->keys0pe, img);
     ALLOC(w->keys, img);
     ALLOC(w->tmp, img);

@@ -80,7 +80,7 @@ struct msam_model {
 typedef struct {
     float *keys0;       /* 4096 x 256: embedding + dense prompt shared by the batch */
     float *keys0pe;     /* 4096 x 256: keys0 + the image positional encoding */
-    float *proj0;       /* 4096 x 256: layer 0's prompt-independent t2i k | t2i v */
+    float *proj0;       /* 4096 x 384: layer 0's prompt-independent t2i k | t2i v | i2t q */
     float *keys, *tmp;  /* 4096 x 256 each */
     float *kp, *vp, *qp, *att; /* 4096 x 128 each */
     float *dense;       /* 4096 x 256 dense prompt from a mask input */

@@ -75,6 +75,11 @@ typedef struct msam_ops {
      * v_j per head h; q, k, v rows ldq, ldk, ldv floats apart; out is nq x heads*dh packed. */
     void (*attention)(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                       const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+    /* Its probabilities alone: P[i*ldp + h*nk + j] = softmax_j(q_i.k_j / sqrt(dh)) over head h's
+     * channels, for i < nq (the image->token attention of layer 0, whose value side is folded
+     * into the output projection). */
+    void (*attention_probs)(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
+                            ptrdiff_t ldk, int nq, int nk, int heads, int dh);
 
     /* Product with a right operand made during the call (the decoder's attention folded into
      * its projections): y[i, j] = sum_p x[i, p] * W(j, p) + bias[j] + residual[i, j] for i < m,

@@ -249,6 +249,97 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
     if (failed) msam_cpu_attention_ref(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh);
 }
 
+/* ---- probabilities only ------------------------------------------------------------------ */
+/* The most keys attention_probs takes (the decoder's folded form has at most 16 tokens). */
+#define PROBS_MAX_KEYS 64
+
+#if MSAM_HAVE_AVX2
+/* attention_probs for 8 query rows at once with dh % 8 == 0, the rows in the vector lanes: each
+ * head's 8 x dh block of q is turned by transpose8, so a key's score for all 8 rows is dh FMAs
+ * with its broadcast channels, and the softmax over the keys is a handful of whole-vector ops.
+ * The rows' probabilities are turned back 8 keys at a time; a row's last partial group of keys is
+ * written through a mask (the next head's, or the next row's, floats follow it). */
+MSAM_TARGET_AVX2 static void probs_block8_avx2(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq,
+                                               const float *k, ptrdiff_t ldk, int nk, int heads, int dh,
+                                               float scale) {
+    __m256 qt[64], s[PROBS_MAX_KEYS];
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int h = 0; h < heads; h++) {
+        for (int c0 = 0; c0 < dh; c0 += 8) {
+            __m256 r[8];
+            for (int t = 0; t < 8; t++) r[t] = _mm256_loadu_ps(q + (size_t)t * ldq + (size_t)h * dh + c0);
+            transpose8(r);
+            for (int d = 0; d < 8; d++) qt[c0 + d] = r[d];
+        }
+        __m256 mx = _mm256_set1_ps(-INFINITY);
+        for (int j = 0; j < nk; j++) {
+            const float *kj = k + (size_t)j * ldk + (size_t)h * dh;
+            __m256 acc = _mm256_mul_ps(qt[0], _mm256_broadcast_ss(kj));
+            for (int d = 1; d < dh; d++) acc = _mm256_fmadd_ps(qt[d], _mm256_broadcast_ss(kj + d), acc);
+            s[j] = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+            mx = _mm256_max_ps(mx, s[j]);
+        }
+        __m256 sum = _mm256_setzero_ps();
+        for (int j = 0; j < nk; j++) {
+            s[j] = exp8(_mm256_sub_ps(s[j], mx));
+            sum = _mm256_add_ps(sum, s[j]);
+        }
+        const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+        for (int j0 = 0; j0 < nk; j0 += 8) {
+            const int w = nk - j0 < 8 ? nk - j0 : 8;
+            __m256 r[8];
+            for (int t = 0; t < 8; t++) r[t] = t < w ? _mm256_mul_ps(s[j0 + t], inv) : _mm256_setzero_ps();
+            transpose8(r);
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w), iota);
+            for (int t = 0; t < 8; t++) {
+                float *dst = P + (size_t)t * ldp + (size_t)h * nk + j0;
+                if (w == 8) _mm256_storeu_ps(dst, r[t]);
+                else _mm256_maskstore_ps(dst, mask, r[t]);
+            }
+        }
+    }
+}
+#endif
+
+void msam_cpu_attention_probs(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
+                              ptrdiff_t ldk, int nq, int nk, int heads, int dh) {
+    int done = 0; /* rows computed by the vector path (whole blocks of 8) */
+#if MSAM_HAVE_AVX2
+    if (nk >= 1 && nk <= PROBS_MAX_KEYS && dh % 8 == 0 && dh <= 64 && msam_use_avx2()) {
+        const float scale = 1.0f / sqrtf((float)dh);
+        const int blocks = nq / 8;
+        const int nthreads = (long)nq * nk * heads > 16384 ? msam_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int b = 0; b < blocks; b++)
+            probs_block8_avx2(P + (size_t)b * 8 * ldp, ldp, q + (size_t)b * 8 * ldq, ldq, k, ldk, nk, heads, dh, scale);
+        done = blocks * 8;
+    }
+#endif
+    if (done < nq)
+        msam_cpu_attention_probs_ref(P + (size_t)done * ldp, ldp, q + (size_t)done * ldq, ldq, k, ldk, nq - done, nk,
+                                     heads, dh);
+}
+
+/* Plain reference of attention_probs: per (query, head) the scores, their max, exp and sum. */
+void msam_cpu_attention_probs_ref(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
+                                  ptrdiff_t ldk, int nq, int nk, int heads, int dh) {
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int i = 0; i < nq; i++)
+        for (int h = 0; h < heads; h++) {
+            const float *qi = q + (size_t)i * ldq + (size_t)h * dh;
+            float *p = P + (size_t)i * ldp + (size_t)h * nk;
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < nk; j++) {
+                float dot = 0.0f;
+                for (int d = 0; d < dh; d++) dot += qi[d] * k[(size_t)j * ldk + (size_t)h * dh + d];
+                p[j] = dot * scale;
+                mx = fmaxf(mx, p[j]);
+            }
+            for (int j = 0; j < nk; j++) sum += (p[j] = expf(p[j] - mx));
+            for (int j = 0; j < nk; j++) p[j] /= sum;
+        }
+}
+
 /* Plain reference: three loops per (head, query), softmax with the max subtracted. */
 void msam_cpu_attention_ref(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {

@@ -49,6 +49,11 @@ void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *
                         const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
 void msam_cpu_attention_ref(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+/* attention.c: ops->attention_probs (nk > 64 or no AVX2: the reference) */
+void msam_cpu_attention_probs(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
+                              ptrdiff_t ldk, int nq, int nk, int heads, int dh);
+void msam_cpu_attention_probs_ref(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
+                                  ptrdiff_t ldk, int nq, int nk, int heads, int dh);
 
 /* upscale.c: ops->upscale_masks; the reference takes unpacked weights and u1, u2 buffers for
  * the whole g x g map (g*g*4*c1 and g*g*16*c floats). */

@@ -233,6 +233,7 @@ static const msam_ops g_cpu_ops = {
     .window_attention = msam_cpu_window_attention,
     .window_attention_scratch_bytes = msam_cpu_window_attention_scratch_bytes,
     .attention = msam_cpu_attention,
+    .attention_probs = msam_cpu_attention_probs,
     .matmul_scratch_bytes = msam_gemm_dyn_scratch_bytes,
     .matmul = cpu_matmul,
     .softmax = msam_cpu_softmax,

@@ -1,5 +1,5 @@
 /* kernels.c - test hooks exposing single CPU kernels to Python (_gemm, _gemm_ref, _gemm_isa,
- * _matmul, _softmax, _upscale_masks), so the tests can check a kernel apart from the model. */
+ * _matmul, _softmax, _attention_probs, _upscale_masks), so tests check a kernel on its own. */
 #include "binding.h"
 
 #include <limits.h>
@@ -181,6 +181,33 @@ static PyObject *py_softmax(PyObject *self, PyObject *args, PyObject *kwargs) {
     return (PyObject *)out;
 }
 
+static PyObject *py_attention_probs(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"q", "k", "heads", "ref", NULL};
+    PyObject *q_obj, *k_obj;
+    int heads, ref = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOi|p", kwlist, &q_obj, &k_obj, &heads, &ref)) return NULL;
+    PyArrayObject *q = as_f32(q_obj, "q", 2);
+    if (!q) return NULL;
+    PyArrayObject *k = as_f32(k_obj, "k", 2);
+    if (!k) return NULL;
+    const int nq = (int)PyArray_DIM(q, 0), width = (int)PyArray_DIM(q, 1), nk = (int)PyArray_DIM(k, 0);
+    if (heads < 1 || width % heads || nk < 1 || PyArray_DIM(k, 1) != width)
+        return PyErr_Format(input_error(), "q (nq, heads*dh) and k (nk >= 1, heads*dh) must share a width "
+                                           "divisible by heads, got %d, %d and heads %d", width,
+                            (int)PyArray_DIM(k, 1), heads);
+    npy_intp dims[2] = {nq, (npy_intp)heads * nk};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    float *P = (float *)PyArray_DATA(out);
+    const float *qd = (const float *)PyArray_DATA(q), *kd = (const float *)PyArray_DATA(k);
+    Py_BEGIN_ALLOW_THREADS
+    if (ref) msam_cpu_attention_probs_ref(P, (ptrdiff_t)heads * nk, qd, width, kd, width, nq, nk, heads, width / heads);
+    else msam_cpu_attention_probs(P, (ptrdiff_t)heads * nk, qd, width, kd, width, nq, nk, heads, width / heads);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
 /* x (g*g, cin); w1 (4*c1, cin), b1 (4*c1); gamma, beta (c1); w2 (4*c, c1), b2 (4*c); hyper (n, c). */
 static PyObject *py_upscale_masks(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
@@ -268,6 +295,9 @@ static PyMethodDef kernel_methods[] = {
     {"_softmax", (PyCFunction)(void (*)(void))py_softmax, METH_VARARGS | METH_KEYWORDS,
      "_softmax(x, length=x.shape[1], scale=1.0, ref=False) -> a copy of x whose rows' first length\n"
      "floats are softmax(scale * row) (ops->softmax, or its plain reference; test hook)."},
+    {"_attention_probs", (PyCFunction)(void (*)(void))py_attention_probs, METH_VARARGS | METH_KEYWORDS,
+     "_attention_probs(q, k, heads, ref=False) -> (nq, heads*nk) softmax(q.k / sqrt(dh)) per head\n"
+     "(ops->attention_probs, or its plain reference; test hook)."},
     {"_upscale_masks", (PyCFunction)(void (*)(void))py_upscale_masks, METH_VARARGS | METH_KEYWORDS,
      "_upscale_masks(x, w1, b1, gamma, beta, w2, b2, hyper, eps=1e-6, ref=False) -> (n, 4g, 4g) mask\n"
      "logits of the decoder's fused upscaling (ops->upscale_masks, or its plain reference; test hook)."},
