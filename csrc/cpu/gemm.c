@@ -294,9 +294,11 @@ static void gemm_run(int M, const float *A, ptrdiff_t lda, const msam_packed_b *
     threads = max_threads;
     if (threads < 1) threads = 1;
     {
-        /* at least ~0.5 M multiply-adds (several microseconds) per thread, or the fork and
-         * join cost more than they save */
-        const double per = (double)M * (double)n * (double)k / 524288.0;
+        /* at least ~128 K multiply-adds per thread, or the fork and join (a microsecond or two
+         * with the pool spinning) cost more than they save; the decoder's token-side linears
+         * (7 x 256 x 256) are that small, and mostly wait on their weights, which two cores
+         * fetch faster than one (predict -1..3% against a 512 K threshold) */
+        const double per = (double)M * (double)n * (double)k / 131072.0;
         if (per < threads) threads = per < 1.0 ? 1 : (int)per;
     }
 #endif
