@@ -98,6 +98,12 @@ def test_softmax_rejects_bad_length():
         _C._softmax(x.astype(np.float64))
 
 
+@pytest.mark.parametrize("rows,cols", [(4096, 56), (4096, 40), (56, 4096), (17, 9), (8, 8), (7, 3), (1, 1), (300, 130)])
+def test_transpose_is_exact(rows, cols):
+    x = rand(np.random.default_rng(rows * 7 + cols), rows, cols)
+    assert np.array_equal(_C._transpose(x), x.T)
+
+
 # (nq, nk, heads, dh): layer 0's image->token scores (4096 image queries, 7 and 16 tokens, 8 heads
 # of 16), a key count past one 8-key block with a tail, the 64-key limit, and odd small ones.
 PROBS_SHAPES = [(4096, 7, 8, 16), (4096, 16, 8, 16), (33, 9, 2, 8), (13, 64, 1, 32), (3, 1, 3, 8), (17, 13, 4, 24)]

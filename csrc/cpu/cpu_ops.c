@@ -186,17 +186,41 @@ static void cpu_copy(float *dst, const float *src, size_t n) {
     if (dst != src) memcpy(dst, src, sizeof(float) * n);
 }
 
-/* 16 x 16 tiles, so both the rows read and the rows written stay in L1 */
+#if MSAM_HAVE_AVX2
+/* Whole 8 x 8 blocks of a 16-row band (cols8 = cols rounded down to 8) through transpose8. */
+MSAM_TARGET_AVX2 static void transpose_band_avx2(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int i0,
+                                                 int i1, int cols8) {
+    for (int i = i0; i + 8 <= i1; i += 8)
+        for (int j = 0; j < cols8; j += 8) {
+            __m256 r[8];
+            for (int t = 0; t < 8; t++) r[t] = _mm256_loadu_ps(x + (ptrdiff_t)(i + t) * ldx + j);
+            transpose8(r);
+            for (int t = 0; t < 8; t++) _mm256_storeu_ps(y + (ptrdiff_t)(j + t) * ldy + i, r[t]);
+        }
+}
+#endif
+
+/* Bands of 16 rows, so both the rows read and the rows written stay in L1; whole 8 x 8 blocks in
+ * AVX2 (the decoder's 4096 x 56 score matrices), the rest element by element. */
 static void cpu_transpose(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows, int cols) {
     const int tiles_r = (rows + 15) / 16;
+    int use_avx2 = 0;
+#if MSAM_HAVE_AVX2
+    use_avx2 = msam_use_avx2();
+#endif
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if ((long)rows * cols > 65536)
     for (int tr = 0; tr < tiles_r; tr++) {
         const int i0 = tr * 16, i1 = i0 + 16 < rows ? i0 + 16 : rows;
-        for (int j0 = 0; j0 < cols; j0 += 16) {
-            const int j1 = j0 + 16 < cols ? j0 + 16 : cols;
-            for (int j = j0; j < j1; j++)
-                for (int i = i0; i < i1; i++) y[(ptrdiff_t)j * ldy + i] = x[(ptrdiff_t)i * ldx + j];
+        int r8 = i0, c8 = 0; /* rows [i0, r8) x cols [0, c8) done by the vector blocks */
+#if MSAM_HAVE_AVX2
+        if (use_avx2) {
+            r8 = i0 + (i1 - i0) / 8 * 8;
+            c8 = cols / 8 * 8;
+            transpose_band_avx2(y, ldy, x, ldx, i0, r8, c8);
         }
+#endif
+        for (int i = i0; i < i1; i++)
+            for (int j = i < r8 ? c8 : 0; j < cols; j++) y[(ptrdiff_t)j * ldy + i] = x[(ptrdiff_t)i * ldx + j];
     }
 }
 

@@ -1,5 +1,5 @@
 /* kernels.c - test hooks exposing single CPU kernels to Python (_gemm, _gemm_ref, _gemm_isa,
- * _matmul, _softmax, _attention_probs, _upscale_masks), so tests check a kernel on its own. */
+ * _matmul, _softmax, _transpose, _attention_probs, _upscale_masks): kernels tested alone. */
 #include "binding.h"
 
 #include <limits.h>
@@ -181,6 +181,22 @@ static PyObject *py_softmax(PyObject *self, PyObject *args, PyObject *kwargs) {
     return (PyObject *)out;
 }
 
+static PyObject *py_transpose(PyObject *self, PyObject *arg) {
+    (void)self;
+    PyArrayObject *x = as_f32(arg, "x", 2);
+    if (!x) return NULL;
+    const int rows = (int)PyArray_DIM(x, 0), cols = (int)PyArray_DIM(x, 1);
+    npy_intp dims[2] = {cols, rows};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    float *y = (float *)PyArray_DATA(out);
+    const float *xd = (const float *)PyArray_DATA(x);
+    Py_BEGIN_ALLOW_THREADS
+    if (rows > 0 && cols > 0) msam_cpu_ops()->transpose(y, rows, xd, cols, rows, cols);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
 static PyObject *py_attention_probs(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"q", "k", "heads", "ref", NULL};
@@ -295,6 +311,7 @@ static PyMethodDef kernel_methods[] = {
     {"_softmax", (PyCFunction)(void (*)(void))py_softmax, METH_VARARGS | METH_KEYWORDS,
      "_softmax(x, length=x.shape[1], scale=1.0, ref=False) -> a copy of x whose rows' first length\n"
      "floats are softmax(scale * row) (ops->softmax, or its plain reference; test hook)."},
+    {"_transpose", py_transpose, METH_O, "_transpose(x) -> x.T through ops->transpose (test hook)."},
     {"_attention_probs", (PyCFunction)(void (*)(void))py_attention_probs, METH_VARARGS | METH_KEYWORDS,
      "_attention_probs(q, k, heads, ref=False) -> (nq, heads*nk) softmax(q.k / sqrt(dh)) per head\n"
      "(ops->attention_probs, or its plain reference; test hook)."},
