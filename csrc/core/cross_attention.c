@@ -10,10 +10,11 @@
  *   image->token: s_i,hj = ((x_i + p_i) . Wq_h^T k_hj + bq_h . k_hj) / 4, and the output
  *     projection sum_h Wo_h (sum_j P_i,hj v_hj) + bo = sum_hj P_i,hj (Wo_h v_hj) + bo.
  * Each becomes two image-sized products with heads*T <= 128 columns instead of two or three with
- * 128 or 256, and no per-head attention loop over the image. Layer 0's image is the same for every
- * prompt, so its image queries q_proj(x + p) are computed once per image (decoder.c) and its
- * image->token scores come from them directly (attention_probs), leaving one image-sized product. It is the same function in exact
- * arithmetic; in fp32 the sums are grouped differently (checked against the reference). */
+ * 128 or 256, and no per-head attention loop over the image. It is the same function in exact
+ * arithmetic; in fp32 the sums are grouped differently (checked against the reference).
+ * Layer 0's image is the same for every prompt, so its image queries q_proj(x + p) are computed
+ * once per image (decoder.c) and its image->token scores come from them directly
+ * (attention_probs), leaving one image-sized product. */
 #include "decoder.h"
 
 void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, int T,
