@@ -41,12 +41,12 @@ void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, 
 
 void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
                      int T, const float *xpe, const float *q_img, ptrdiff_t ldq_img,
-                     const float *residual, float *y, msam_decoder_ws *ws) {
+                     const float *residual, float *y, float *S, const float *split_a, float *split_m,
+                     msam_decoder_ws *ws) {
     const int HT = MSAM_HEADS * T;
     float *B = ws->fold;                         /* HT x 256: Wq_h^T k_hj */
     float *N = ws->fold + MSAM_CROSS * MSAM_EMB;   /* HT x 256: Wo_h v_hj */
     float *c = ws->fold + 2 * MSAM_CROSS * MSAM_EMB; /* HT: bq_h . k_hj */
-    float *S = ws->att;                          /* 4096 x HT scores, then probabilities */
     void *scr = ws->mm_scratch;
     for (int h = 0; h < MSAM_HEADS; h++) {
         const float *kh = k + h * MSAM_CROSS_DH, *vh = v + h * MSAM_CROSS_DH;
@@ -64,4 +64,6 @@ void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, 
         ops->softmax(S, MSAM_PIX * MSAM_HEADS, T, T, 0.25f);
     }
     ops->matmul(y, MSAM_EMB, S, HT, MSAM_PIX, N, 1, MSAM_EMB, MSAM_EMB, HT, a->bo, residual, MSAM_EMB, scr);
+    if (split_a) /* the value rows through the split up1 (decoder.c): split_m = N split_a^T */
+        ops->matmul(split_m, MSAM_EMB, N, MSAM_EMB, HT, split_a, MSAM_EMB, 1, MSAM_EMB, MSAM_EMB, NULL, NULL, 0, scr);
 }

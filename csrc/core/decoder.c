@@ -142,6 +142,69 @@ static msam_status convT_load(msam_linear **out, const msam_ops *ops, const msam
     return MSAM_OK;
 }
 
+/* The first upscaling product split through the LayerNorms before it. With r0 = keys0 + S0 N0 +
+ * bo0 (layer 0's image->token update, S0 its probabilities and N0 the folded value rows, see
+ * cross_attention.c), k1 = LN0(r0), r1 = k1 + S1 N1 + bo1, k2 = LN1(r1) and a LayerNorm written
+ * LN(r) = g (C r) s + b (C = I - 11^T/256 removes the mean, s = 1/sqrt(var + eps) per row):
+ *   up1(k2) = W1 k2 + c = s1 (s0 (a10 keys0 + a10 bo0 + S0 N0 a10^T) + S1 N1 a1^T + f1) + h
+ * with a1 = W1 diag(g1) C, a10 = a1 diag(g0) C, f1 = a1 (b0 + bo1), h = W1 b1 + c. a10 keys0 is the
+ * same for every prompt (cached with proj0), so a prompt pays two K = heads*T products instead
+ * of the 4096 x 256 x 256 one. C is applied to the weights in double, so nothing cancels at run
+ * time: every term is already centred. */
+static msam_status split_load(msam_decoder_w *dw, const msam_ops *ops, const msam_weight_table *wt,
+                              msam_error *err) {
+    enum { E = MSAM_EMB, C1 = 64 };
+    const char *names[] = {"mask_decoder.output_upscaling.0.weight", "mask_decoder.output_upscaling.0.bias",
+                           "mask_decoder.transformer.layers.0.norm4.weight", "mask_decoder.transformer.layers.0.norm4.bias",
+                           "mask_decoder.transformer.layers.1.norm4.weight", "mask_decoder.transformer.layers.1.norm4.bias",
+                           "mask_decoder.transformer.layers.0.cross_attn_image_to_token.out_proj.bias",
+                           "mask_decoder.transformer.layers.1.cross_attn_image_to_token.out_proj.bias"};
+    const int64_t sizes[] = {(int64_t)E * C1 * 4, C1, E, E, E, E, E, E};
+    const float *t[8];
+    for (int i = 0; i < 8; i++)
+        if (!(t[i] = msam_wt_get(wt, names[i], sizes[i], err))) return MSAM_ERR_WEIGHTS;
+    const float *w = t[0], *c = t[1], *g0 = t[2], *b0 = t[3], *g1 = t[4], *b1 = t[5], *bo0 = t[6], *bo1 = t[7];
+    double *W1 = malloc(sizeof(double) * 3 * E * E);
+    float *buf = malloc(sizeof(float) * (2 * E * E + 4 * E));
+    if (!W1 || !buf) {
+        free(W1), free(buf);
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the upscaling");
+    }
+    double *A1 = W1 + E * E, *A10 = A1 + E * E;
+    /* W1 in convT_load's order: row (dy*2+dx)*64 + o, column ci */
+    for (int tt = 0; tt < 4; tt++)
+        for (int o = 0; o < C1; o++)
+            for (int ci = 0; ci < E; ci++) W1[(size_t)(tt * C1 + o) * E + ci] = w[((size_t)ci * C1 + o) * 4 + tt];
+    for (int o = 0; o < E; o++) { /* A1 = W1 diag(g1) C, then A10 = A1 diag(g0) C, row by row */
+        double m1 = 0.0, m10 = 0.0;
+        for (int i = 0; i < E; i++) m1 += W1[(size_t)o * E + i] * g1[i];
+        for (int i = 0; i < E; i++) A1[(size_t)o * E + i] = W1[(size_t)o * E + i] * g1[i] - m1 / E;
+        for (int i = 0; i < E; i++) m10 += A1[(size_t)o * E + i] * g0[i];
+        for (int i = 0; i < E; i++) A10[(size_t)o * E + i] = A1[(size_t)o * E + i] * g0[i] - m10 / E;
+    }
+    float *a1 = buf, *a10 = buf + E * E, *f1 = a10 + E * E, *h = f1 + E, *e0 = h + E;
+    for (int o = 0; o < E; o++) {
+        double sf = 0.0, sh = c[o % C1], se = 0.0;
+        for (int i = 0; i < E; i++) {
+            sf += A1[(size_t)o * E + i] * ((double)b0[i] + bo1[i]);
+            sh += W1[(size_t)o * E + i] * b1[i];
+            se += A10[(size_t)o * E + i] * bo0[i];
+            a1[(size_t)o * E + i] = (float)A1[(size_t)o * E + i];
+            a10[(size_t)o * E + i] = (float)A10[(size_t)o * E + i];
+        }
+        f1[o] = (float)sf, h[o] = (float)sh, e0[o] = (float)se;
+    }
+    dw->a1 = ops->upload(a1, (size_t)E * E);
+    dw->a10 = ops->upload(a10, (size_t)E * E);
+    dw->f1 = ops->upload(f1, E);
+    dw->h = ops->upload(h, E);
+    dw->u0 = ops->linear_create(a10, e0, E, E);
+    free(W1), free(buf);
+    if (!dw->a1 || !dw->a10 || !dw->f1 || !dw->h || !dw->u0)
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the upscaling");
+    return MSAM_OK;
+}
+
 msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
                               const msam_weight_table *wt, msam_error *err) {
     char p[192], q[256];
@@ -177,6 +240,7 @@ msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
     if ((st = convT_load(&dw->up1, ops, wt, "mask_decoder.output_upscaling.0", MSAM_EMB, 64, err))) return st;
     if ((st = msam_norm_load(&dw->up_norm, ops, wt, "mask_decoder.output_upscaling.1", 64, err))) return st;
     if ((st = convT_load(&dw->up2, ops, wt, "mask_decoder.output_upscaling.3", 64, 32, err))) return st;
+    if ((st = split_load(dw, ops, wt, err))) return st;
     for (int m = 0; m < MSAM_MASK_TOKENS; m++) {
         for (int l = 0; l < 3; l++) {
             snprintf(q, sizeof q, "mask_decoder.output_hypernetworks_mlps.%d.layers.%d", m, l);
@@ -210,6 +274,10 @@ void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops) {
     ops->linear_free(dw->up1);
     ops->linear_free(dw->up2);
     dw->up1 = dw->up2 = NULL;
+    ops->linear_free(dw->u0);
+    dw->u0 = NULL;
+    float **split[] = {&dw->a1, &dw->a10, &dw->f1, &dw->h};
+    for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) ops->release(*split[i]), *split[i] = NULL;
     for (int m = 0; m < MSAM_MASK_TOKENS; m++)
         for (int l = 0; l < 3; l++) ops->linear_free(dw->hyper[m][l]), dw->hyper[m][l] = NULL;
     for (int l = 0; l < 3; l++) ops->linear_free(dw->iou[l]), dw->iou[l] = NULL;
@@ -233,6 +301,7 @@ void msam_decoder_proj0(const msam_model *m, msam_decoder_ws *ws) {
     ops->linear(ws->proj0, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
     ops->linear(ws->proj0 + MSAM_CROSS, PROJ0_LD, ws->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
     ops->linear(ws->proj0 + 2 * MSAM_CROSS, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ws->u0, MSAM_EMB, ws->keys0, MSAM_EMB, MSAM_PIX, m->decoder.u0, MSAM_ACT_NONE, NULL, 0);
 }
 
 /* queries = norm(queries + attn.out(attention(attn.q(xq), attn.k(xk), attn.v(xv)))) for the
@@ -311,15 +380,18 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         /* layer 0: its image queries are cached next to the t2i projections */
         const float *q0 = l == 0 ? ws->proj0 + 2 * MSAM_CROSS : NULL;
         if (fold) {
-            msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, q0, PROJ0_LD, keys_in, ws->keys, ws);
+            /* keep this layer's probabilities and its folded value rows through the up1 split */
+            float *S = l == 0 ? ws->kp : ws->vp, *Msplit = ws->split_m + (size_t)l * 128 * MSAM_EMB;
+            msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, q0, PROJ0_LD, keys_in, ws->keys, S,
+                            l == 0 ? dw->a10 : dw->a1, Msplit, ws);
         } else {
             if (!q0) ops->linear(ws->qp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
             ops->attention(ws->att, q0 ? q0 : ws->qp, q0 ? PROJ0_LD : MSAM_CROSS, ka, MSAM_CROSS, va, MSAM_CROSS,
                            MSAM_PIX, T, MSAM_HEADS, MSAM_CROSS / MSAM_HEADS);
             ops->linear(ws->keys, MSAM_EMB, ws->att, MSAM_CROSS, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
         }
-        ops->layernorm_pe(ws->keys, ws->tmp, ws->keys, m->prompt.dense_pe, MSAM_PIX, MSAM_EMB, L->norm4.g,
-                          L->norm4.b, 1e-5f);
+        ops->layernorm_pe(ws->keys, ws->tmp, ws->rstd + (size_t)l * MSAM_PIX, ws->keys, m->prompt.dense_pe, MSAM_PIX,
+                          MSAM_EMB, L->norm4.g, L->norm4.b, 1e-5f);
     }
 
     /* final token-to-image attention, for the output tokens only: the IoU head and the
@@ -338,8 +410,16 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         ops->linear(hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
     }
     /* upscale (convT 2x2 s2 256->64, LayerNorm2d, GELU, convT 2x2 s2 64->32, GELU) and the masks
-     * the hypernetwork vectors make of it, in one op */
-    ops->upscale_masks(ws->low, ws->keys, MSAM_GRID, dw->up1, dw->up_norm.g, dw->up_norm.b, 1e-6f, dw->up2,
+     * the hypernetwork vectors make of it, in one op; on the folded path the first product comes
+     * in parts (split_load) */
+    msam_upscale_parts parts, *pp = NULL;
+    if (fold) {
+        parts.p0 = ws->kp, parts.p1 = ws->vp, parts.k = MSAM_HEADS * T;
+        parts.m0 = ws->split_m, parts.m1 = ws->split_m + (size_t)128 * MSAM_EMB;
+        parts.u0 = ws->u0, parts.f1 = dw->f1, parts.h = dw->h, parts.s0 = ws->rstd, parts.s1 = ws->rstd + MSAM_PIX;
+        pp = &parts;
+    }
+    ops->upscale_masks(ws->low, ws->keys, pp, MSAM_GRID, dw->up1, dw->up_norm.g, dw->up_norm.b, 1e-6f, dw->up2,
                        hyper + (size_t)first * 32, n, ws->up_scratch, ws->up_scratch_bytes);
 
     /* IoU head on the IoU token */

@@ -14,7 +14,9 @@ void msam_decoder_proj0(const struct msam_model *m, msam_decoder_ws *ws);
 void msam_decode_one(const struct msam_model *m, msam_decoder_ws *ws, const float *sparse_host,
                      int Ts, int multimask, float *iou_host);
 
-/* cross_attention.c, for T <= MSAM_FOLD_MAX_TOKENS (ws->fold, ws->att, ws->qp, ws->mm_scratch are used).
+/* cross_attention.c, for T <= MSAM_FOLD_MAX_TOKENS (ws->fold, ws->att, ws->qp, ws->mm_scratch are used;
+ * image->token leaves its probabilities in S, 4096 x heads*T, and with split_a (256 x 256, op
+ * memory) also split_m = N split_a^T for the value rows N = Wo_h v_hj).
  * Token->image: att (T x 128, before out_proj) from q = q_proj(tokens + PE) (T x 128, rows 128
  * apart) over the image x (4096 x 256) and xpe = x + PE. Image->token: y = residual + out_proj
  * of the attention from image queries (q_proj(xpe), or q_img, rows ldq_img apart, when they are
@@ -23,6 +25,7 @@ void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, 
                      const float *xpe, const float *x, float *att, msam_decoder_ws *ws);
 void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
                      int T, const float *xpe, const float *q_img, ptrdiff_t ldq_img,
-                     const float *residual, float *y, msam_decoder_ws *ws);
+                     const float *residual, float *y, float *S, const float *split_a, float *split_m,
+                     msam_decoder_ws *ws);
 
 #endif

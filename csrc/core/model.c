@@ -48,7 +48,8 @@ void msam_model_free(msam_model *m) {
 }
 
 static void ws_release(msam_decoder_ws *w, const msam_ops *ops) {
-    float **bufs[] = {&w->keys0, &w->proj0, &w->keys, &w->tmp, &w->kp, &w->vp, &w->qp, &w->att,
+    float **bufs[] = {&w->keys0, &w->proj0, &w->u0, &w->split_m, &w->rstd, &w->keys, &w->tmp, &w->kp, &w->vp,
+                      &w->qp, &w->att,
                       &w->dense, &w->mask_tmp,
                       &w->low, &w->post, &w->tok, &w->fold, &w->keys0pe};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
@@ -97,6 +98,9 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(s->embedding, img);
     ALLOC(w->keys0, img);
     ALLOC(w->proj0, px * 384);
+    ALLOC(w->u0, img);
+    ALLOC(w->split_m, 2 * 128 * 256);
+    ALLOC(w->rstd, 2 * px);
     ALLOC(w->keys0pe, img);
     ALLOC(w->keys, img);
     ALLOC(w->tmp, img);

@@ -63,6 +63,11 @@ typedef struct {
     msam_norm_w norm_final;
     msam_linear *up1, *up2; /* transposed 2x2 s2 convs as linears (output in sub-pixel order) */
     msam_norm_w up_norm;
+    /* up1 split through the two layers' norm4 (decoder.c, split_load): op memory [256][256]
+     * a1 = W1 diag(g1) C and a10 = a1 diag(g0) C (C the centring matrix), f1 = a1 (b0 + bo1),
+     * h = W1 b1 + c; u0 is a10 as a linear with bias a10 bo0. */
+    float *a1, *a10, *f1, *h;
+    msam_linear *u0;
     msam_linear *hyper[MSAM_MASK_TOKENS][3];
     msam_linear *iou[3];
 } msam_decoder_w;
@@ -81,6 +86,9 @@ typedef struct {
     float *keys0;       /* 4096 x 256: embedding + dense prompt shared by the batch */
     float *keys0pe;     /* 4096 x 256: keys0 + the image positional encoding */
     float *proj0;       /* 4096 x 384: layer 0's prompt-independent t2i k | t2i v | i2t q */
+    float *u0;          /* 4096 x 256: keys0 a10^T + a10 bo0, cached with proj0 */
+    float *split_m;     /* 2 x 128 x 256: per-prompt N0 a10^T and N1 a1^T */
+    float *rstd;        /* 2 x 4096: the norm4 row scales s0, s1 */
     float *keys, *tmp;  /* 4096 x 256 each */
     float *kp, *vp, *qp, *att; /* 4096 x 128 each */
     float *dense;       /* 4096 x 256 dense prompt from a mask input */

@@ -13,6 +13,16 @@ typedef enum { MSAM_ACT_NONE = 0, MSAM_ACT_GELU = 1, MSAM_ACT_RELU = 2 } msam_ac
 /* A Linear (or 1x1 / im2col'd convolution) weight in the backend's packed form, with bias. */
 typedef struct msam_linear msam_linear;
 
+/* upscale_masks' first product given in parts (the decoder's up1 split through its LayerNorms,
+ * see decoder.c): u[p] = s1[p] * (s0[p] * (P0[p] M0 + u0[p]) + P1[p] M1 + f1) + h, where P0, P1
+ * are g*g x k (rows k apart), M0, M1 k x 4*c1, u0 g*g x 4*c1, f1 and h 4*c1, s0 and s1 g*g;
+ * k <= MSAM_UPSCALE_MAX_K. */
+#define MSAM_UPSCALE_MAX_K 128
+typedef struct {
+    const float *p0, *p1, *m0, *m1, *u0, *f1, *h, *s0, *s1;
+    int k;
+} msam_upscale_parts;
+
 typedef struct msam_ops {
     const char *name;
     msam_device device;
@@ -34,9 +44,10 @@ typedef struct msam_ops {
     void (*layernorm)(float *y, const float *x, int rows, int c, const float *gamma,
                       const float *beta, float eps);
     /* The same that also writes ype = y + pe (rows x c; the decoder's image keys and their
-     * positional-encoded copy in one pass). y may be x; ype is neither. */
-    void (*layernorm_pe)(float *y, float *ype, const float *x, const float *pe, int rows, int c,
-                         const float *gamma, const float *beta, float eps);
+     * positional-encoded copy in one pass) and, if rstd is not NULL, each row's 1/sqrt(var + eps).
+     * y may be x; ype is neither. */
+    void (*layernorm_pe)(float *y, float *ype, float *rstd, const float *x, const float *pe, int rows,
+                         int c, const float *gamma, const float *beta, float eps);
 
     /* Elementwise, n floats: y = a + b; y = act(x). y may alias an input. */
     void (*add)(float *y, const float *a, const float *b, size_t n);
@@ -107,12 +118,14 @@ typedef struct msam_ops {
      * conv as a linear); LayerNorm over each sub-pixel's c1 channels (gamma, beta, eps), GELU;
      * v = GELU(up2(u)) per sub-pixel, again 4 sub-pixels t2 of c = up2's n_out/4 channels; then
      * low[i][Y][X] = v . hyper[i] for i < n (hyper n x c), low planar n x 4g x 4g, with
-     * Y = 4y + 2(t1/2) + t2/2, X = 4x + 2(t1%2) + t2%2 for pixel (y, x). It uses no more threads
+     * Y = 4y + 2(t1/2) + t2/2, X = 4x + 2(t1%2) + t2%2 for pixel (y, x). With parts, u comes
+     * from them instead and x is not read (up1 still gives the widths). It uses no more threads
      * than scratch covers: upscale_masks_scratch_bytes(c1, c, threads), at least one thread. */
     size_t (*upscale_masks_scratch_bytes)(int c1, int c, int threads);
-    void (*upscale_masks)(float *low, const float *x, int g, const msam_linear *up1,
-                          const float *gamma, const float *beta, float eps, const msam_linear *up2,
-                          const float *hyper, int n, void *scratch, size_t scratch_bytes);
+    void (*upscale_masks)(float *low, const float *x, const msam_upscale_parts *parts, int g,
+                          const msam_linear *up1, const float *gamma, const float *beta, float eps,
+                          const msam_linear *up2, const float *hyper, int n, void *scratch,
+                          size_t scratch_bytes);
 
     /* Post-processing: bilinear (align_corners=False) resize of one plane with an optional crop
      * of the output grid (see cpu/resize.h); the _mask form writes the mask (result > 0) as

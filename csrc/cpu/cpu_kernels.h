@@ -58,9 +58,10 @@ void msam_cpu_attention_probs_ref(float *P, ptrdiff_t ldp, const float *q, ptrdi
 /* upscale.c: ops->upscale_masks; the reference takes unpacked weights and u1, u2 buffers for
  * the whole g x g map (g*g*4*c1 and g*g*16*c floats). */
 size_t msam_cpu_upscale_masks_scratch_bytes(int c1, int c, int threads);
-void msam_cpu_upscale_masks(float *low, const float *x, int g, const msam_linear *up1,
-                            const float *gamma, const float *beta, float eps, const msam_linear *up2,
-                            const float *hyper, int n, void *scratch, size_t scratch_bytes);
+void msam_cpu_upscale_masks(float *low, const float *x, const msam_upscale_parts *parts, int g,
+                            const msam_linear *up1, const float *gamma, const float *beta, float eps,
+                            const msam_linear *up2, const float *hyper, int n, void *scratch,
+                            size_t scratch_bytes);
 void msam_cpu_upscale_masks_ref(float *low, const float *x, int g, int cin, int c1, int c,
                                 const float *w1, const float *b1, const float *gamma, const float *beta,
                                 float eps, const float *w2, const float *b2, const float *hyper, int n,

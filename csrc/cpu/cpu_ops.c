@@ -59,10 +59,10 @@ static void cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, i
 }
 
 /* Two-pass mean/variance per row, as torch's LayerNorm: var is the biased mean of squares; with
- * ype, ype = y + pe as well. */
+ * ype, ype = y + pe as well; with rstd, the row's 1/sqrt(var + eps). */
 static void layernorm_rows(float *y, const float *x, int first, int last, int c,
                            const float *restrict gamma, const float *restrict beta, float eps,
-                           const float *pe, float *ype) {
+                           const float *pe, float *ype, float *rstd_out) {
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
         float *yr = y + (size_t)r * c;
@@ -74,6 +74,7 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
             sq += d * d;
         }
         float rstd = 1.0f / sqrtf(sq / (float)c + eps);
+        if (rstd_out) rstd_out[r] = rstd;
         for (int i = 0; i < c; i++) {
             const float o = (xr[i] - mean) * rstd * gamma[i] + beta[i];
             yr[i] = o;
@@ -88,7 +89,7 @@ static void layernorm_rows(float *y, const float *x, int first, int last, int c,
 MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int first, int last, int c,
                                                  const float *restrict gamma,
                                                  const float *restrict beta, float eps,
-                                                 const float *pe, float *ype) {
+                                                 const float *pe, float *ype, float *rstd_out) {
     const float inv_c = 1.0f / (float)c;
     for (int r = first; r < last; r++) {
         const float *xr = x + (size_t)r * c;
@@ -112,7 +113,9 @@ MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int f
             const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(xr + i), mean);
             s0 = _mm256_fmadd_ps(d0, d0, s0);
         }
-        const __m256 rstd = _mm256_set1_ps(1.0f / sqrtf(hsum8(_mm256_add_ps(s0, s1)) * inv_c + eps));
+        const float rs = 1.0f / sqrtf(hsum8(_mm256_add_ps(s0, s1)) * inv_c + eps);
+        if (rstd_out) rstd_out[r] = rs;
+        const __m256 rstd = _mm256_set1_ps(rs);
         for (i = 0; i < c; i += 8) {
             const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mean), rstd);
             const __m256 o = _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i));
@@ -124,34 +127,34 @@ MSAM_TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, int f
 #endif
 
 static void layernorm_rows_any(float *y, const float *x, int first, int last, int c, const float *gamma,
-                               const float *beta, float eps, const float *pe, float *ype) {
+                               const float *beta, float eps, const float *pe, float *ype, float *rstd) {
 #if MSAM_HAVE_AVX2
     if (c % 8 == 0 && msam_use_avx2()) {
-        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, pe, ype);
+        layernorm_rows_avx2(y, x, first, last, c, gamma, beta, eps, pe, ype, rstd);
         return;
     }
 #endif
-    layernorm_rows(y, x, first, last, c, gamma, beta, eps, pe, ype);
+    layernorm_rows(y, x, first, last, c, gamma, beta, eps, pe, ype, rstd);
 }
 
 void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int c, const float *gamma,
                              const float *beta, float eps) {
-    layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, NULL, NULL);
+    layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, NULL, NULL, NULL);
 }
 
-static void cpu_layernorm_pe(float *y, float *ype, const float *x, const float *pe, int rows, int c,
-                             const float *gamma, const float *beta, float eps) {
+static void cpu_layernorm_pe(float *y, float *ype, float *rstd, const float *x, const float *pe, int rows,
+                             int c, const float *gamma, const float *beta, float eps) {
     const int nt = rows > 64 ? msam_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
         const int first = (int)((long)rows * t / nt), last = (int)((long)rows * (t + 1) / nt);
-        layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, pe, ype);
+        layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, pe, ype, rstd);
     }
 }
 
 static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
                           const float *beta, float eps) {
-    cpu_layernorm_pe(y, NULL, x, NULL, rows, c, gamma, beta, eps);
+    cpu_layernorm_pe(y, NULL, NULL, x, NULL, rows, c, gamma, beta, eps);
 }
 
 static void cpu_add(float *y, const float *a, const float *b, size_t n) {

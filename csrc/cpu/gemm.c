@@ -354,20 +354,35 @@ size_t msam_gemm_dyn_scratch_bytes(int n, int k) {
     return ((size_t)n + (size_t)nr - 1) / (size_t)nr * (size_t)nr * (size_t)k * sizeof(float) + 64;
 }
 
+/* A packed-B header over the caller's scratch (nothing to free), packing w unless it is there. */
+static void dyn_operand(msam_packed_b *b, const float *w, ptrdiff_t s_n, ptrdiff_t s_k, int n, int k,
+                        void *scratch, int packed) {
+    const msam_gemm_kernel *kern = kernel_for(chosen_isa());
+    b->n = n;
+    b->k = k;
+    b->npanels = (n + kern->nr - 1) / kern->nr;
+    b->kern = kern;
+    b->raw = NULL;
+    b->data = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    if (k > 0 && !packed) pack_panels(b->data, w, s_n, s_k, n, k, kern->nr);
+}
+
 void msam_gemm_dyn(int M, const float *A, ptrdiff_t lda, const float *w, ptrdiff_t s_n,
                    ptrdiff_t s_k, int n, int k, const float *bias, msam_act act, const float *R,
                    ptrdiff_t ldr, float *C, ptrdiff_t ldc, void *scratch) {
     if (M <= 0 || n <= 0 || !C || !scratch) return;
-    const msam_gemm_kernel *kern = kernel_for(chosen_isa());
-    msam_packed_b b; /* a header over the caller's scratch: nothing to free */
-    b.n = n;
-    b.k = k;
-    b.npanels = (n + kern->nr - 1) / kern->nr;
-    b.kern = kern;
-    b.raw = NULL;
-    b.data = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    if (k > 0) pack_panels(b.data, w, s_n, s_k, n, k, kern->nr);
+    msam_packed_b b;
+    dyn_operand(&b, w, s_n, s_k, n, k, scratch, 0);
     msam_gemm(M, A, lda, &b, bias, act, R, ldr, C, ldc);
+}
+
+void msam_gemm_dyn_serial(int M, const float *A, ptrdiff_t lda, const float *w, ptrdiff_t s_n,
+                          ptrdiff_t s_k, int n, int k, const float *bias, msam_act act, const float *R,
+                          ptrdiff_t ldr, float *C, ptrdiff_t ldc, void *scratch, int packed) {
+    if (M <= 0 || n <= 0 || !C || !scratch) return;
+    msam_packed_b b;
+    dyn_operand(&b, w, s_n, s_k, n, k, scratch, packed);
+    msam_gemm_serial(M, A, lda, &b, bias, act, R, ldr, C, ldc);
 }
 
 /* ---- reference ---------------------------------------------------------------------------- */

@@ -33,6 +33,12 @@ void msam_gemm_dyn(int M, const float *A, ptrdiff_t lda, const float *w, ptrdiff
                    ptrdiff_t s_k, int n, int k, const float *bias, msam_act act, const float *R,
                    ptrdiff_t ldr, float *C, ptrdiff_t ldc, void *scratch);
 
+/* msam_gemm_dyn on the calling thread only; with packed != 0, scratch already holds this w's
+ * packing from an earlier call (a kernel multiplying blocks by the same operand packs it once). */
+void msam_gemm_dyn_serial(int M, const float *A, ptrdiff_t lda, const float *w, ptrdiff_t s_n,
+                          ptrdiff_t s_k, int n, int k, const float *bias, msam_act act, const float *R,
+                          ptrdiff_t ldr, float *C, ptrdiff_t ldc, void *scratch, int packed);
+
 /* Same contract with B unpacked as W [n][k]; single-threaded, obviously correct. */
 void msam_gemm_ref(int M, int n, int k, const float *A, ptrdiff_t lda, const float *w_nk,
                    const float *bias, msam_act act, const float *R, ptrdiff_t ldr, float *C,

@@ -103,22 +103,44 @@ static void gelu_rows(float *v, size_t n) {
     for (size_t i = 0; i < n; i++) v[i] = msam_gelu(v[i]);
 }
 
-/* Bytes of one thread's block buffers, a multiple of 64 so each thread's start stays aligned. */
+/* Bytes of one thread's buffers, a multiple of 64 so each thread's start stays aligned: the
+ * block's two maps, the parts' second map and their two packed operands. */
+static size_t pack_bytes(int c1) { return (msam_gemm_dyn_scratch_bytes(4 * c1, MSAM_UPSCALE_MAX_K) + 63) & ~(size_t)63; }
+
 static size_t block_bytes(int c1, int c) {
-    const size_t floats = (size_t)PIX_BLOCK * 4 * (size_t)c1 + (size_t)PIX_BLOCK * 16 * (size_t)c;
-    return (floats * sizeof(float) + 63) & ~(size_t)63;
+    const size_t floats = (size_t)PIX_BLOCK * 8 * (size_t)c1 + (size_t)PIX_BLOCK * 16 * (size_t)c;
+    return ((floats * sizeof(float) + 63) & ~(size_t)63) + 2 * pack_bytes(c1);
 }
 
 size_t msam_cpu_upscale_masks_scratch_bytes(int c1, int c, int threads) {
     return (size_t)(threads > 0 ? threads : 1) * block_bytes(c1, c);
 }
 
-void msam_cpu_upscale_masks(float *low, const float *x, int g, const msam_linear *up1,
-                            const float *gamma, const float *beta, float eps, const msam_linear *up2,
-                            const float *hyper, int n, void *scratch, size_t scratch_bytes) {
+/* The first map of a block from the given parts (ops.h): the two K = k products of the block's
+ * rows on this thread, against M0 and M1 packed into pk0 / pk1 on the thread's first block. */
+static void combine_parts(float *u, float *t, const msam_upscale_parts *pp, int p0, int np, int width,
+                          void *pk0, void *pk1, int packed) {
+    const int k = pp->k;
+    msam_gemm_dyn_serial(np, pp->p0 + (size_t)p0 * k, k, pp->m0, 1, width, width, k, NULL, MSAM_ACT_NONE,
+                         pp->u0 + (size_t)p0 * width, width, t, width, pk0, packed);
+    msam_gemm_dyn_serial(np, pp->p1 + (size_t)p0 * k, k, pp->m1, 1, width, width, k, pp->f1, MSAM_ACT_NONE, NULL, 0,
+                         u, width, pk1, packed);
+    for (int p = 0; p < np; p++) {
+        const float s0 = pp->s0[p0 + p], s1 = pp->s1[p0 + p];
+        float *ur = u + (size_t)p * width;
+        const float *tr = t + (size_t)p * width;
+        for (int i = 0; i < width; i++) ur[i] = s1 * (s0 * tr[i] + ur[i]) + pp->h[i];
+    }
+}
+
+void msam_cpu_upscale_masks(float *low, const float *x, const msam_upscale_parts *parts, int g,
+                            const msam_linear *up1, const float *gamma, const float *beta, float eps,
+                            const msam_linear *up2, const float *hyper, int n, void *scratch,
+                            size_t scratch_bytes) {
     const int cin = up1->k_in, c1 = up1->n_out / 4, c = up2->n_out / 4;
     const size_t per = block_bytes(c1, c);
     const int pixels = g * g, blocks = (pixels + PIX_BLOCK - 1) / PIX_BLOCK;
+    if (parts && (parts->k < 1 || parts->k > MSAM_UPSCALE_MAX_K)) return; /* the decoder never asks */
     int nt = msam_threads();
     if ((size_t)nt > scratch_bytes / per) nt = (int)(scratch_bytes / per);
     if (nt > blocks) nt = blocks;
@@ -130,12 +152,16 @@ void msam_cpu_upscale_masks(float *low, const float *x, int g, const msam_linear
         id = omp_get_thread_num();
 #endif
         float *u1 = (float *)((char *)scratch + (size_t)id * per); /* PIX_BLOCK*4 x c1 */
-        float *u2 = u1 + (size_t)PIX_BLOCK * 4 * c1;                /* PIX_BLOCK*16 x c */
+        float *t1 = u1 + (size_t)PIX_BLOCK * 4 * c1;                /* PIX_BLOCK*4 x c1 (parts) */
+        float *u2 = t1 + (size_t)PIX_BLOCK * 4 * c1;                /* PIX_BLOCK*16 x c */
+        char *pk0 = (char *)scratch + (size_t)(id + 1) * per - 2 * pack_bytes(c1), *pk1 = pk0 + pack_bytes(c1);
+        int packed = 0;
         /* dynamic: a thread that loses its core for a while does not hold the others back */
 #pragma omp for schedule(dynamic, 4)
         for (int b = 0; b < blocks; b++) {
             const int p0 = b * PIX_BLOCK, np = pixels - p0 < PIX_BLOCK ? pixels - p0 : PIX_BLOCK;
-            msam_gemm_serial(np, x + (size_t)p0 * cin, cin, up1->b, up1->bias, MSAM_ACT_NONE, NULL, 0, u1, 4 * c1);
+            if (parts) combine_parts(u1, t1, parts, p0, np, 4 * c1, pk0, pk1, packed), packed = 1;
+            else msam_gemm_serial(np, x + (size_t)p0 * cin, cin, up1->b, up1->bias, MSAM_ACT_NONE, NULL, 0, u1, 4 * c1);
             msam_cpu_layernorm_rows(u1, u1, 0, 4 * np, c1, gamma, beta, eps);
             gelu_rows(u1, (size_t)np * 4 * c1);
             msam_gemm_serial(4 * np, u1, c1, up2->b, up2->bias, MSAM_ACT_NONE, NULL, 0, u2, 4 * c);

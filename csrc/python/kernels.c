@@ -274,7 +274,7 @@ static PyObject *py_upscale_masks(PyObject *self, PyObject *args, PyObject *kwar
                                    u + u1n);
     } else {
         void *aligned = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-        msam_cpu_upscale_masks(low, f[0], g, up1, f[3], f[4], eps, up2, f[7], n, aligned, scratch_bytes);
+        msam_cpu_upscale_masks(low, f[0], NULL, g, up1, f[3], f[4], eps, up2, f[7], n, aligned, scratch_bytes);
     }
     Py_END_ALLOW_THREADS
     free(u), free(scratch), msam_cpu_linear_free(up1), msam_cpu_linear_free(up2);
