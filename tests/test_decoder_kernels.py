@@ -207,3 +207,53 @@ def test_upscale_masks_rejects_bad_shapes():
         _C._upscale_masks(*good[:7], z((5, 2), np.float32))
     with pytest.raises(ValueError, match="w1 must have dtype float32"):
         _C._upscale_masks(good[0], good[1].astype(np.float64), *good[2:])
+
+
+def upscale_from_u(u, g, gamma, beta, w2, b2, hyper, eps=1e-6):
+    """float64 numpy: the rest of ops->upscale_masks from the first map u (g*g x 4*c1, sub-pixel
+    order), with the placement of ops.h written out: row ((y*g + x)*4 + t1)*4 + t2 of the second
+    map lands at (4y + 2(t1//2) + t2//2, 4x + 2(t1%2) + t2%2)."""
+    import torch
+
+    gelu = lambda v: 0.5 * v * (1.0 + torch.erf(torch.from_numpy(v / np.sqrt(2.0))).numpy())  # noqa: E731
+    c1, c = gamma.size, w2.shape[0] // 4
+    v = u.astype(np.float64).reshape(-1, c1)
+    v = (v - v.mean(1, keepdims=True)) / np.sqrt(v.var(1, keepdims=True) + eps) * gamma + beta
+    v = gelu(gelu(v) @ w2.astype(np.float64).T + b2).reshape(-1, c)
+    logits = v @ hyper.astype(np.float64).T  # 16 g^2 x n
+    r = np.arange(16 * g * g)
+    px, t1, t2 = r // 16, (r // 4) % 4, r % 4
+    Y = 4 * (px // g) + 2 * (t1 // 2) + t2 // 2
+    X = 4 * (px % g) + 2 * (t1 % 2) + t2 % 2
+    out = np.zeros((hyper.shape[0], 4 * g, 4 * g))
+    out[:, Y, X] = logits.T
+    return out
+
+
+@pytest.mark.parametrize("g,k,c1,c,n", [(64, 56, 64, 32, 3), (64, 128, 64, 32, 1), (5, 9, 64, 32, 4), (3, 7, 8, 4, 2)],
+                         ids=["mobile_sam_k56", "k128", "partial_block", "small"])
+def test_upscale_masks_parts_matches_float64(g, k, c1, c, n):
+    """The decoder's split first product (msam_upscale_parts): u = s1 (s0 (p0 m0 + u0) + p1 m1 + f1) + h."""
+    rng = np.random.default_rng(g + 7 * k + c1 + n)
+    P, W = g * g, 4 * c1
+    p0, p1 = rng.random((P, k), dtype=np.float32), rng.random((P, k), dtype=np.float32)
+    m0, m1 = rand(rng, k, W, scale=0.3), rand(rng, k, W, scale=0.3)
+    u0, f1, h = rand(rng, P, W), rand(rng, W, scale=0.1), rand(rng, W, scale=0.1)
+    s0, s1 = (0.5 + rng.random(P, dtype=np.float32)), (0.5 + rng.random(P, dtype=np.float32))
+    gamma, beta = 1.0 + rand(rng, c1, scale=0.1), rand(rng, c1, scale=0.1)
+    w2, b2, hyper = rand(rng, 4 * c, c1, scale=c1 ** -0.5), rand(rng, 4 * c, scale=0.1), rand(rng, n, c)
+    got = _C._upscale_masks_parts(p0, p1, m0, m1, u0, f1, h, s0, s1, gamma, beta, w2, b2, hyper)
+    d = lambda a: a.astype(np.float64)  # noqa: E731
+    u = d(s1)[:, None] * (d(s0)[:, None] * (d(p0) @ d(m0) + d(u0)) + d(p1) @ d(m1) + d(f1)) + d(h)
+    want = upscale_from_u(u, g, gamma, beta, w2, b2, hyper)
+    assert got.shape == want.shape and got.dtype == np.float32
+    scale = np.abs(hyper).sum(axis=1).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=float(scale) * 32 * EPS)
+
+
+def test_upscale_masks_parts_rejects_bad_k():
+    z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    args = [z(4, 129), z(4, 129), z(129, 16), z(129, 16), z(4, 16), z(16), z(16), z(4), z(4), z(4), z(4), z(8, 4),
+            z(8), z(1, 2)]
+    with pytest.raises(ValueError, match="1 <= k <= 128"):
+        _C._upscale_masks_parts(*args)

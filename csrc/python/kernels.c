@@ -281,6 +281,59 @@ static PyObject *py_upscale_masks(PyObject *self, PyObject *args, PyObject *kwar
     return (PyObject *)out;
 }
 
+/* The split input of upscale_masks (msam_upscale_parts): p0, p1 (g*g, k); m0, m1 (k, 4*c1);
+ * u0 (g*g, 4*c1); f1, h (4*c1); s0, s1 (g*g); then gamma, beta, w2, b2, hyper as above. */
+static PyObject *py_upscale_masks_parts(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"p0", "p1", "m0", "m1", "u0", "f1", "h", "s0", "s1", "gamma", "beta", "w2", "b2",
+                             "hyper", "eps", NULL};
+    PyObject *o[14];
+    float eps = 1e-6f;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOOOOOO|f", kwlist, &o[0], &o[1], &o[2], &o[3], &o[4],
+                                     &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &eps))
+        return NULL;
+    static const int ndims[] = {2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1, 2};
+    PyArrayObject *a[14];
+    for (int i = 0; i < 14; i++)
+        if (!(a[i] = as_f32(o[i], kwlist[i], ndims[i]))) return NULL;
+    const int pixels = (int)PyArray_DIM(a[0], 0), k = (int)PyArray_DIM(a[0], 1), width = (int)PyArray_DIM(a[2], 1);
+    const int c1 = width / 4, n2 = (int)PyArray_DIM(a[11], 0), c = n2 / 4, n = (int)PyArray_DIM(a[13], 0);
+    int g = 0;
+    while ((long)(g + 1) * (g + 1) <= pixels) g++;
+    if (pixels < 1 || g * g != pixels || k < 1 || k > MSAM_UPSCALE_MAX_K || width < 4 || width % 4 ||
+        PyArray_DIM(a[1], 0) != pixels || PyArray_DIM(a[1], 1) != k || PyArray_DIM(a[2], 0) != k ||
+        PyArray_DIM(a[3], 0) != k || PyArray_DIM(a[3], 1) != width || PyArray_DIM(a[4], 0) != pixels ||
+        PyArray_DIM(a[4], 1) != width || PyArray_DIM(a[5], 0) != width || PyArray_DIM(a[6], 0) != width ||
+        PyArray_DIM(a[7], 0) != pixels || PyArray_DIM(a[8], 0) != pixels || PyArray_DIM(a[9], 0) != c1 ||
+        PyArray_DIM(a[10], 0) != c1 || n2 < 4 || n2 % 4 || PyArray_DIM(a[11], 1) != c1 ||
+        PyArray_DIM(a[12], 0) != n2 || PyArray_DIM(a[13], 1) != c || n < 1 || n > 4)
+        return PyErr_Format(input_error(), "inconsistent shapes for the split upscaling input (g*g pixels, "
+                                           "1 <= k <= %d, width 4*c1)", MSAM_UPSCALE_MAX_K);
+    const float *f[14];
+    for (int i = 0; i < 14; i++) f[i] = (const float *)PyArray_DATA(a[i]);
+    npy_intp dims[3] = {n, 4 * g, 4 * g};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    const size_t scratch_bytes = msam_cpu_upscale_masks_scratch_bytes(c1, c, msam_threads());
+    void *scratch = malloc(scratch_bytes + 64);
+    float *zeros = calloc((size_t)width, sizeof(float));
+    msam_linear *up1 = zeros ? msam_cpu_linear_create(zeros, NULL, width, 1) : NULL; /* widths only */
+    msam_linear *up2 = msam_cpu_linear_create(f[11], f[12], n2, c1);
+    if (!scratch || !up1 || !up2) {
+        free(scratch), free(zeros), msam_cpu_linear_free(up1), msam_cpu_linear_free(up2);
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    msam_upscale_parts parts = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], k};
+    float *low = (float *)PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    void *aligned = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    msam_cpu_upscale_masks(low, NULL, &parts, g, up1, f[9], f[10], eps, up2, f[13], n, aligned, scratch_bytes);
+    Py_END_ALLOW_THREADS
+    free(scratch), free(zeros), msam_cpu_linear_free(up1), msam_cpu_linear_free(up2);
+    return (PyObject *)out;
+}
+
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     return gemm_common(args, kwargs, 0);
@@ -318,6 +371,9 @@ static PyMethodDef kernel_methods[] = {
     {"_upscale_masks", (PyCFunction)(void (*)(void))py_upscale_masks, METH_VARARGS | METH_KEYWORDS,
      "_upscale_masks(x, w1, b1, gamma, beta, w2, b2, hyper, eps=1e-6, ref=False) -> (n, 4g, 4g) mask\n"
      "logits of the decoder's fused upscaling (ops->upscale_masks, or its plain reference; test hook)."},
+    {"_upscale_masks_parts", (PyCFunction)(void (*)(void))py_upscale_masks_parts, METH_VARARGS | METH_KEYWORDS,
+     "_upscale_masks_parts(p0, p1, m0, m1, u0, f1, h, s0, s1, gamma, beta, w2, b2, hyper, eps=1e-6) -> the\n"
+     "same logits with the first map given in parts, u = s1 (s0 (p0 m0 + u0) + p1 m1 + f1) + h (test hook)."},
     {NULL, NULL, 0, NULL}};
 
 int msam_py_add_kernels(PyObject *m) {
