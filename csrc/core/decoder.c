@@ -381,7 +381,7 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
         const float *q0 = l == 0 ? ws->proj0 + 2 * MSAM_CROSS : NULL;
         if (fold) {
             /* keep this layer's probabilities and its folded value rows through the up1 split */
-            float *S = l == 0 ? ws->kp : ws->vp, *Msplit = ws->split_m + (size_t)l * 128 * MSAM_EMB;
+            float *S = l == 0 ? ws->kp : ws->vp, *Msplit = ws->split_m + (size_t)l * MSAM_CROSS * MSAM_EMB;
             msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, q0, PROJ0_LD, keys_in, ws->keys, S,
                             l == 0 ? dw->a10 : dw->a1, Msplit, ws);
         } else {
@@ -415,7 +415,7 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     msam_upscale_parts parts, *pp = NULL;
     if (fold) {
         parts.p0 = ws->kp, parts.p1 = ws->vp, parts.k = MSAM_HEADS * T;
-        parts.m0 = ws->split_m, parts.m1 = ws->split_m + (size_t)128 * MSAM_EMB;
+        parts.m0 = ws->split_m, parts.m1 = ws->split_m + (size_t)MSAM_CROSS * MSAM_EMB;
         parts.u0 = ws->u0, parts.f1 = dw->f1, parts.h = dw->h, parts.s0 = ws->rstd, parts.s1 = ws->rstd + MSAM_PIX;
         pp = &parts;
     }

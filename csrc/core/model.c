@@ -99,7 +99,7 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(w->keys0, img);
     ALLOC(w->proj0, px * 384);
     ALLOC(w->u0, img);
-    ALLOC(w->split_m, 2 * 128 * 256);
+    ALLOC(w->split_m, (size_t)2 * MSAM_CROSS * MSAM_EMB); /* heads*T <= MSAM_CROSS rows each */
     ALLOC(w->rstd, 2 * px);
     ALLOC(w->keys0pe, img);
     ALLOC(w->keys, img);

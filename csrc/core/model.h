@@ -87,7 +87,7 @@ typedef struct {
     float *keys0pe;     /* 4096 x 256: keys0 + the image positional encoding */
     float *proj0;       /* 4096 x 384: layer 0's prompt-independent t2i k | t2i v | i2t q */
     float *u0;          /* 4096 x 256: keys0 a10^T + a10 bo0, cached with proj0 */
-    float *split_m;     /* 2 x 128 x 256: per-prompt N0 a10^T and N1 a1^T */
+    float *split_m;     /* 2 x MSAM_CROSS x 256: per-prompt N0 a10^T and N1 a1^T */
     float *rstd;        /* 2 x 4096: the norm4 row scales s0, s1 */
     float *keys, *tmp;  /* 4096 x 256 each */
     float *kp, *vp, *qp, *att; /* 4096 x 128 each */

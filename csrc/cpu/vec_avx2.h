@@ -1,5 +1,5 @@
-/* vec_avx2.h - small AVX2/FMA vector helpers shared by the CPU kernels (exp, a row's exp and sum,
- * GELU, horizontal max/sum, 8x8 transpose), each compiled with the avx2 target attribute and called only after a CPU check. */
+/* vec_avx2.h - small AVX2/FMA helpers shared by the CPU kernels (exp, a row's exp and sum, GELU,
+ * horizontal max/sum, 8x8 transpose), compiled for avx2 and called only after a CPU check. */
 #ifndef MSAM_CPU_VEC_AVX2_H
 #define MSAM_CPU_VEC_AVX2_H
 
