@@ -15,10 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _sources():
-    out = []
-    for sub in ("core", "cpu", "python"):
-        out += sorted(glob.glob(os.path.join("csrc", sub, "*.c")))
-    return out
+    """Every C file under csrc/ (CUDA sources, csrc/cuda, are built separately)."""
+    found = glob.glob(os.path.join("csrc", "**", "*.c"), recursive=True)
+    return sorted(f for f in found if not f.startswith(os.path.join("csrc", "cuda") + os.sep))
 
 
 def _compiler_accepts(compiler, flag):

@@ -71,13 +71,15 @@ class SamPredictor(_C.Predictor):
     def predict_torch(self, point_coords: Any, point_labels: Any, boxes: Any = None,
                       mask_input: Any = None, multimask_output: bool = True,
                       return_logits: bool = False, as_numpy: bool = False,
-                      return_low_res: bool = True) -> Tuple[Any, Any, Any]:
+                      return_low_res: bool = True, *, return_masks: bool = True) -> Tuple[Any, Any, Any]:
         """Batched prompts already in the 1024 input frame (BxNx2, BxN, Bx4, Bx1x256x256), one
-        decoder pass per set. Torch tensors in give torch tensors out (zero-copy via DLPack)."""
+        decoder pass per set. Torch tensors in give torch tensors out (zero-copy via DLPack).
+        return_masks=False skips the post-processing: masks are None (IoU and low-res only)."""
         inputs = (point_coords, point_labels, boxes, mask_input)
         outs = super().predict_torch(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
                                      _host_array(boxes, "boxes"), _host_array(mask_input, "mask_input"),
-                                     multimask_output, return_logits, as_numpy, return_low_res)
+                                     multimask_output, return_logits, as_numpy, return_low_res,
+                                     return_masks=return_masks)
         if not as_numpy and any(_is_torch_tensor(x) for x in inputs):
             torch = sys.modules["torch"]
             return tuple(None if o is None else torch.from_dlpack(o) for o in outs)  # type: ignore[return-value]

@@ -320,7 +320,7 @@ static void token_to_image(const msam_ops *ops, const msam_attn_w *a, const msam
 }
 
 void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *sparse_host, int Ts,
-                     int multimask, float *iou_host) {
+                     int multimask, float *iou_host, msam_counters *counters) {
     const msam_ops *ops = m->ops;
     const msam_decoder_w *dw = &m->decoder;
     const int T = 1 + MSAM_MASK_TOKENS + Ts;
@@ -333,6 +333,7 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     /* tokens = [iou token, mask tokens, sparse prompts]; they are also the query PE. */
     ops->copy_in(PE, &dw->tokens[0][0], (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB);
     if (Ts > 0) ops->copy_in(PE + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB, sparse_host, (size_t)Ts * MSAM_EMB);
+    counters->h2d += Ts > 0 ? 2 : 1;
     ops->copy_in(Q, PE, (size_t)T * MSAM_EMB); /* op memory to op memory: same on the CPU */
 
     const int fold = T <= MSAM_FOLD_MAX_TOKENS;
@@ -428,5 +429,6 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     ops->linear(tmp, MSAM_MASK_TOKENS, h2, MSAM_EMB, 1, dw->iou[2], MSAM_ACT_NONE, NULL, 0);
     float iou_all[MSAM_MASK_TOKENS];
     ops->copy_out(iou_all, tmp, MSAM_MASK_TOKENS);
+    counters->d2h++;
     for (int i = 0; i < n; i++) iou_host[i] = iou_all[first + i];
 }

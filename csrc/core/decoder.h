@@ -12,7 +12,7 @@ void msam_decoder_proj0(const struct msam_model *m, msam_decoder_ws *ws);
 /* Decode one prompt set: sparse_host Ts x 256; ws->keys0/proj0 ready. Writes the selected
  * masks' low-res logits to ws->low (planar n x 256 x 256) and their IoU to iou_host. */
 void msam_decode_one(const struct msam_model *m, msam_decoder_ws *ws, const float *sparse_host,
-                     int Ts, int multimask, float *iou_host);
+                     int Ts, int multimask, float *iou_host, msam_counters *counters);
 
 /* cross_attention.c, for T <= MSAM_FOLD_MAX_TOKENS (ws->fold, ws->att, ws->qp, ws->mm_scratch are used;
  * image->token leaves its probabilities in S, 4096 x heads*T, and with split_a (256 x 256, op

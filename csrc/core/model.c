@@ -146,3 +146,12 @@ void msam_session_reset(msam_session *s) {
 }
 
 int msam_session_has_image(const msam_session *s) { return s && s->has_image; }
+
+void msam_session_counters(const msam_session *s, msam_counters *out) {
+    if (!out) return;
+    if (!s) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = s->counters;
+}

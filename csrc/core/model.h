@@ -112,6 +112,7 @@ struct msam_session {
     int proj0_valid;   /* proj0 holds the no-mask projections of the current embedding */
     msam_decoder_ws dws;
     float *sparse_host; /* max_tokens x 256 host staging for the sparse prompt */
+    msam_counters counters;
 };
 
 msam_status msam_session_reserve_tokens(msam_session *s, int tokens, msam_error *err);

@@ -209,7 +209,7 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
     msam_status st;
     if ((st = check_session(s, err)) || (st = check_prompts(p, err))) return st;
     if (!s->has_image) return msam_fail(err, MSAM_ERR_STATE, "An image must be set with .set_image(...) before mask prediction.");
-    if (!o || !o->masks || !o->iou) return msam_fail(err, MSAM_ERR_ARG, "outputs must not be NULL");
+    if (!o || !o->iou) return msam_fail(err, MSAM_ERR_ARG, "outputs must not be NULL");
     if (o->orig_h < 1 || o->orig_w < 1)
         return msam_fail(err, MSAM_ERR_ARG, "original size must be positive, got %dx%d", o->orig_h, o->orig_w);
     if (o->input_h < 1 || o->input_w < 1 || o->input_h > MSAM_IMG || o->input_w > MSAM_IMG)
@@ -232,11 +232,14 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
             s->proj0_valid = want == -1;
         }
         msam_prompt_sparse(&s->model->prompt, p, b, s->sparse_host);
-        msam_decode_one(s->model, &s->dws, s->sparse_host, Ts, o->multimask, o->iou + (size_t)b * n);
+        msam_decode_one(s->model, &s->dws, s->sparse_host, Ts, o->multimask, o->iou + (size_t)b * n, &s->counters);
         for (int i = 0; i < n; i++) {
             const float *low = s->dws.low + (size_t)i * low_plane;
-            if (o->low_res) ops->copy_out(o->low_res + ((size_t)b * n + i) * low_plane, low, low_plane);
-            postprocess(s, low, o, (char *)o->masks + ((size_t)b * n + i) * plane * elem);
+            if (o->low_res) {
+                ops->copy_out(o->low_res + ((size_t)b * n + i) * low_plane, low, low_plane);
+                s->counters.d2h++;
+            }
+            if (o->masks) postprocess(s, low, o, (char *)o->masks + ((size_t)b * n + i) * plane * elem);
         }
     }
     return MSAM_OK;

@@ -106,12 +106,21 @@ typedef struct {
     int return_logits;        /* 1: masks are float logits, 0: uint8 0/1 */
     int orig_h, orig_w;       /* original image size */
     int input_h, input_w;     /* resized size before padding */
-    void *masks;              /* B x C x orig_h x orig_w, float or uint8 */
+    void *masks;              /* B x C x orig_h x orig_w, float or uint8; NULL: no post-processing */
     float *iou;               /* B x C */
     float *low_res;           /* B x C x 256 x 256, or NULL to skip */
 } msam_outputs;
 
 int msam_num_masks(int multimask);
+
+/* What a session has moved and waited for since it was created: copies from host memory into op
+ * memory (h2d) and back (d2h), host synchronisations with the device, and op-memory allocations.
+ * A GPU-resident predict adds 0 to d2h, syncs and allocs (on the CPU op memory is host memory,
+ * and outputs are written in place). */
+typedef struct {
+    uint64_t h2d, d2h, syncs, allocs;
+} msam_counters;
+void msam_session_counters(const msam_session *s, msam_counters *out);
 
 /* Prompt encoder alone (stage parity): sparse B x T x 256 (T = n_points + pad + 2*box),
  * dense B' x 64 x 64 x 256 channels-last where B' = mask_batch or 1. */

@@ -324,7 +324,8 @@ static PyObject *not_set_error(const char *what) {
 }
 
 static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *labels, PyObject *boxes,
-                             PyObject *mask, int multimask, int return_logits, int return_low_res, int single) {
+                             PyObject *mask, int multimask, int return_logits, int return_low_res, int single,
+                             int return_masks) {
     if (!msam_session_has_image(p->sess)) return not_set_error("before mask prediction");
     prompt_args a;
     if (prompt_args_parse(&a, coords, labels, boxes, mask, single, p->orig_h, p->orig_w) < 0) {
@@ -334,7 +335,8 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
     const int B = a.p.batch, C = msam_num_masks(multimask);
     npy_intp mdims[4] = {B, C, p->orig_h, p->orig_w}, idims[2] = {B, C}, ldims[4] = {B, C, 256, 256};
     const int off = single ? 1 : 0; /* predict() drops the batch axis */
-    PyObject *masks = PyArray_SimpleNew(4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL);
+    PyObject *masks = return_masks ? PyArray_SimpleNew(4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL)
+                                   : (Py_INCREF(Py_None), Py_None);
     PyObject *iou = PyArray_SimpleNew(2 - off, idims + off, NPY_FLOAT32);
     PyObject *low = return_low_res ? PyArray_SimpleNew(4 - off, ldims + off, NPY_FLOAT32) : (Py_INCREF(Py_None), Py_None);
     if (!masks || !iou || !low) {
@@ -343,7 +345,7 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
         return NULL;
     }
     msam_outputs o = {multimask, return_logits, p->orig_h, p->orig_w, p->input_h, p->input_w,
-                      PyArray_DATA((PyArrayObject *)masks), PyArray_DATA((PyArrayObject *)iou),
+                      return_masks ? PyArray_DATA((PyArrayObject *)masks) : NULL, PyArray_DATA((PyArrayObject *)iou),
                       return_low_res ? PyArray_DATA((PyArrayObject *)low) : NULL};
     msam_error err = {{0}};
     msam_status st;
@@ -369,19 +371,19 @@ static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwa
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOOpppp:predict", kwlist, &coords, &labels, &box,
                                      &mask, &multimask, &logits, &as_numpy, &low_res) || !ready(p))
         return NULL;
-    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1);
+    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1, 1);
 }
 
 static PyObject *Predictor_predict_torch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"point_coords", "point_labels", "boxes", "mask_input", "multimask_output",
-                             "return_logits", "as_numpy", "return_low_res", NULL};
+                             "return_logits", "as_numpy", "return_low_res", "return_masks", NULL};
     PyObject *coords, *labels, *boxes = Py_None, *mask = Py_None;
-    int multimask = 1, logits = 0, as_numpy = 0, low_res = 1;
+    int multimask = 1, logits = 0, as_numpy = 0, low_res = 1, masks = 1;
     PredictorObject *p = (PredictorObject *)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOpppp:predict_torch", kwlist, &coords, &labels,
-                                     &boxes, &mask, &multimask, &logits, &as_numpy, &low_res) || !ready(p))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOpppp$p:predict_torch", kwlist, &coords, &labels,
+                                     &boxes, &mask, &multimask, &logits, &as_numpy, &low_res, &masks) || !ready(p))
         return NULL;
-    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0);
+    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0, masks);
 }
 
 static PyObject *Predictor_encode_prompts(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -451,6 +453,17 @@ static PyObject *Predictor_get_image_embedding(PyObject *self, PyObject *unused)
     return p->features;
 }
 
+static PyObject *Predictor_transfer_counts(PyObject *self, PyObject *unused) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!ready(p)) return NULL;
+    msam_counters c;
+    lock_take(p);
+    msam_session_counters(p->sess, &c);
+    lock_give(p);
+    return Py_BuildValue("{sKsKsKsK}", "h2d", (unsigned long long)c.h2d, "d2h", (unsigned long long)c.d2h,
+                         "syncs", (unsigned long long)c.syncs, "allocs", (unsigned long long)c.allocs);
+}
+
 static PyObject *Predictor_reset_image(PyObject *self, PyObject *unused) {
     PredictorObject *p = (PredictorObject *)self;
     if (!ready(p)) return NULL;
@@ -506,7 +519,11 @@ static PyMethodDef Predictor_methods[] = {
      "return_logits=False, as_numpy=False, return_low_res=True) -> (masks, iou_predictions, low_res_logits)"},
     {"predict_torch", (PyCFunction)(void (*)(void))Predictor_predict_torch, METH_VARARGS | METH_KEYWORDS,
      "predict_torch(point_coords, point_labels, boxes=None, mask_input=None, multimask_output=True, "
-     "return_logits=False, as_numpy=False, return_low_res=True): batched prompts in the 1024 frame."},
+     "return_logits=False, as_numpy=False, return_low_res=True, *, return_masks=True): batched prompts in the\n"
+     "1024 frame; return_masks=False skips the post-processing (masks None: IoU and low-res logits only)."},
+    {"transfer_counts", Predictor_transfer_counts, METH_NOARGS,
+     "transfer_counts() -> {'h2d', 'd2h', 'syncs', 'allocs'}: the core's cumulative counts of copies into and out\n"
+     "of op memory, host synchronisations and op-memory allocations for this predictor (diff two calls)."},
     {"_encode_prompts", (PyCFunction)(void (*)(void))Predictor_encode_prompts, METH_VARARGS | METH_KEYWORDS,
      "_encode_prompts(points, labels, boxes, masks) -> (sparse BxTx256, dense Bx256x64x64): the prompt encoder alone."},
     {"_encoder_stages", Predictor_encoder_stages, METH_O,
