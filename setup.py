@@ -50,7 +50,8 @@ cflags = ["-std=c11", "-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused
 if os.environ.get("MSAM_DEBUG"):
     cflags = [f for f in cflags if f != "-O3"] + ["-O0", "-g", "-fsanitize=address,undefined"]
 
-include_dirs = [os.path.join("csrc", "include"), os.path.join("csrc", "core"), "csrc", numpy.get_include()]
+include_dirs = [os.path.join("csrc", "include"), os.path.join("csrc", "core"), os.path.join("csrc", "host"), "csrc",
+                numpy.get_include()]
 define_macros = []
 # Test builds only: MSAM_EMULATE_AVX512=1 (SIMDe under /usr/include) or =<SIMDe include root> runs
 # the AVX-512 GEMM kernel on any x86-64 CPU through SIMDe's portable intrinsics; AVX2 and FMA, where
@@ -74,7 +75,7 @@ ext = Extension(
     include_dirs=include_dirs,
     define_macros=define_macros,
     extra_compile_args=cflags,
-    extra_link_args=["-lm"],
+    extra_link_args=["-lm", "-ldl"],
 )
 
 setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})

@@ -17,7 +17,7 @@
  * (attention_probs), leaving one image-sized product. */
 #include "decoder.h"
 
-void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, int T,
+void msam_t2i_folded(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w *a, const float *q, int T,
                      const float *xpe, const float *x, float *att, msam_decoder_ws *ws) {
     const int HT = MSAM_HEADS * T;
     float *A = ws->fold;                       /* HT x 256: q_hj . Wk_h */
@@ -26,20 +26,20 @@ void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, 
     float *P = ws->qp;                         /* HT x 4096 scores, then probabilities */
     void *scr = ws->mm_scratch;
     for (int h = 0; h < MSAM_HEADS; h++)
-        ops->linear(A + (size_t)h * T * MSAM_EMB, MSAM_EMB, q + h * MSAM_CROSS_DH, MSAM_CROSS, T, a->k_t[h],
+        ops->linear(ctx, A + (size_t)h * T * MSAM_EMB, MSAM_EMB, q + h * MSAM_CROSS_DH, MSAM_CROSS, T, a->k_t[h],
                     MSAM_ACT_NONE, NULL, 0);
     /* image-major product (the image is read in place, only A is packed), then turned so each
      * softmax row and the next product's rows are contiguous */
-    ops->matmul(S, HT, xpe, MSAM_EMB, MSAM_PIX, A, MSAM_EMB, 1, HT, MSAM_EMB, NULL, NULL, 0, scr);
-    ops->transpose(P, MSAM_PIX, S, HT, MSAM_PIX, HT);
-    ops->softmax(P, HT, MSAM_PIX, MSAM_PIX, 0.25f); /* 1 / sqrt(16), exact */
-    ops->matmul(Z, MSAM_EMB, P, MSAM_PIX, HT, x, 1, MSAM_EMB, MSAM_EMB, MSAM_PIX, NULL, NULL, 0, scr);
+    ops->matmul(ctx, S, HT, xpe, MSAM_EMB, MSAM_PIX, A, MSAM_EMB, 1, HT, MSAM_EMB, NULL, NULL, 0, scr);
+    ops->transpose(ctx, P, MSAM_PIX, S, HT, MSAM_PIX, HT);
+    ops->softmax(ctx, P, HT, MSAM_PIX, MSAM_PIX, 0.25f); /* 1 / sqrt(16), exact */
+    ops->matmul(ctx, Z, MSAM_EMB, P, MSAM_PIX, HT, x, 1, MSAM_EMB, MSAM_EMB, MSAM_PIX, NULL, NULL, 0, scr);
     for (int h = 0; h < MSAM_HEADS; h++)
-        ops->linear(att + h * MSAM_CROSS_DH, MSAM_CROSS, Z + (size_t)h * T * MSAM_EMB, MSAM_EMB, T, a->v_h[h],
+        ops->linear(ctx, att + h * MSAM_CROSS_DH, MSAM_CROSS, Z + (size_t)h * T * MSAM_EMB, MSAM_EMB, T, a->v_h[h],
                     MSAM_ACT_NONE, NULL, 0);
 }
 
-void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
+void msam_i2t_folded(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w *a, const float *k, const float *v,
                      int T, const float *xpe, const float *q_img, ptrdiff_t ldq_img,
                      const float *residual, float *y, float *S, const float *split_a, float *split_m,
                      msam_decoder_ws *ws) {
@@ -51,19 +51,19 @@ void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, 
     for (int h = 0; h < MSAM_HEADS; h++) {
         const float *kh = k + h * MSAM_CROSS_DH, *vh = v + h * MSAM_CROSS_DH;
         if (!q_img) {
-            ops->linear(B + (size_t)h * T * MSAM_EMB, MSAM_EMB, kh, MSAM_CROSS, T, a->q_t[h], MSAM_ACT_NONE, NULL, 0);
-            ops->linear(c + h * T, 1, kh, MSAM_CROSS, T, a->bq_t[h], MSAM_ACT_NONE, NULL, 0);
+            ops->linear(ctx, B + (size_t)h * T * MSAM_EMB, MSAM_EMB, kh, MSAM_CROSS, T, a->q_t[h], MSAM_ACT_NONE, NULL, 0);
+            ops->linear(ctx, c + h * T, 1, kh, MSAM_CROSS, T, a->bq_t[h], MSAM_ACT_NONE, NULL, 0);
         }
-        ops->linear(N + (size_t)h * T * MSAM_EMB, MSAM_EMB, vh, MSAM_CROSS, T, a->o_h[h], MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ctx, N + (size_t)h * T * MSAM_EMB, MSAM_EMB, vh, MSAM_CROSS, T, a->o_h[h], MSAM_ACT_NONE, NULL, 0);
     }
     if (q_img) {
         /* the image queries are given: 16-channel scores per head, no image-sized product */
-        ops->attention_probs(S, HT, q_img, ldq_img, k, MSAM_CROSS, MSAM_PIX, T, MSAM_HEADS, MSAM_CROSS_DH);
+        ops->attention_probs(ctx, S, HT, q_img, ldq_img, k, MSAM_CROSS, MSAM_PIX, T, MSAM_HEADS, MSAM_CROSS_DH);
     } else {
-        ops->matmul(S, HT, xpe, MSAM_EMB, MSAM_PIX, B, MSAM_EMB, 1, HT, MSAM_EMB, c, NULL, 0, scr);
-        ops->softmax(S, MSAM_PIX * MSAM_HEADS, T, T, 0.25f);
+        ops->matmul(ctx, S, HT, xpe, MSAM_EMB, MSAM_PIX, B, MSAM_EMB, 1, HT, MSAM_EMB, c, NULL, 0, scr);
+        ops->softmax(ctx, S, MSAM_PIX * MSAM_HEADS, T, T, 0.25f);
     }
-    ops->matmul(y, MSAM_EMB, S, HT, MSAM_PIX, N, 1, MSAM_EMB, MSAM_EMB, HT, a->bo, residual, MSAM_EMB, scr);
+    ops->matmul(ctx, y, MSAM_EMB, S, HT, MSAM_PIX, N, 1, MSAM_EMB, MSAM_EMB, HT, a->bo, residual, MSAM_EMB, scr);
     if (split_a) /* the value rows through the split up1 (decoder.c): split_m = N split_a^T */
-        ops->matmul(split_m, MSAM_EMB, N, MSAM_EMB, HT, split_a, MSAM_EMB, 1, MSAM_EMB, MSAM_EMB, NULL, NULL, 0, scr);
+        ops->matmul(ctx, split_m, MSAM_EMB, N, MSAM_EMB, HT, split_a, MSAM_EMB, 1, MSAM_EMB, MSAM_EMB, NULL, NULL, 0, scr);
 }

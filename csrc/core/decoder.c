@@ -13,7 +13,7 @@ typedef enum { CROSS_NONE, CROSS_T2I, CROSS_I2T, CROSS_I2T_OUT } cross_kind;
 
 /* One linear per head of the 16-column slice cols [h*16, h*16+16) of w ([rows][w_cols], host) as
  * a 16 -> rows map: out[h] = linear(W'), W'[r][d] = w[r][h*16 + d]. */
-static msam_status head_slices(msam_linear **out, const msam_ops *ops, const float *w, int rows,
+static msam_status head_slices(msam_linear **out, const msam_ops *ops, msam_ctx *ctx, const float *w, int rows,
                                int w_cols, const char *what, msam_error *err) {
     float *tmp = malloc(sizeof(float) * (size_t)rows * MSAM_CROSS_DH);
     if (!tmp) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", what);
@@ -21,7 +21,7 @@ static msam_status head_slices(msam_linear **out, const msam_ops *ops, const flo
         for (int r = 0; r < rows; r++)
             for (int d = 0; d < MSAM_CROSS_DH; d++)
                 tmp[(size_t)r * MSAM_CROSS_DH + d] = w[(size_t)r * w_cols + h * MSAM_CROSS_DH + d];
-        if (!(out[h] = ops->linear_create(tmp, NULL, rows, MSAM_CROSS_DH))) {
+        if (!(out[h] = ops->linear_create(ctx, tmp, NULL, rows, MSAM_CROSS_DH))) {
             free(tmp);
             return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", what);
         }
@@ -32,19 +32,19 @@ static msam_status head_slices(msam_linear **out, const msam_ops *ops, const flo
 
 /* For a cross projection w [128][256]: per head, its 16 rows transposed as a 16 -> 256 linear
  * (W'[c][d] = w[h*16 + d][c]), which maps a head's 16 channels back through the projection. */
-static msam_status head_rows_transposed(msam_linear **out, const msam_ops *ops, const float *w,
+static msam_status head_rows_transposed(msam_linear **out, const msam_ops *ops, msam_ctx *ctx, const float *w,
                                         const char *what, msam_error *err) {
     float *wt = malloc(sizeof(float) * (size_t)MSAM_CROSS * MSAM_EMB);
     if (!wt) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", what);
     for (int o = 0; o < MSAM_CROSS; o++)
         for (int c = 0; c < MSAM_EMB; c++) wt[(size_t)c * MSAM_CROSS + o] = w[(size_t)o * MSAM_EMB + c];
-    msam_status st = head_slices(out, ops, wt, MSAM_EMB, MSAM_CROSS, what, err);
+    msam_status st = head_slices(out, ops, ctx, wt, MSAM_EMB, MSAM_CROSS, what, err);
     free(wt);
     return st;
 }
 
 /* The folded form's per-head linears (see msam_attn_w), from the host weights. */
-static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
+static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                               const char *prefix, cross_kind kind, msam_error *err) {
     char name[320]; /* prefix (< 256) + a suffix */
     const int64_t wn = (int64_t)MSAM_CROSS * MSAM_EMB;
@@ -57,9 +57,9 @@ static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_we
         GET(wk, "k_proj.weight", wn);
         GET(wv, "v_proj.weight", wn);
         GET(bv, "v_proj.bias", MSAM_CROSS);
-        if ((st = head_rows_transposed(a->k_t, ops, wk, prefix, err))) return st;
+        if ((st = head_rows_transposed(a->k_t, ops, ctx, wk, prefix, err))) return st;
         for (int h = 0; h < MSAM_HEADS; h++)
-            if (!(a->v_h[h] = ops->linear_create(wv + (size_t)h * MSAM_CROSS_DH * MSAM_EMB, bv + h * MSAM_CROSS_DH,
+            if (!(a->v_h[h] = ops->linear_create(ctx, wv + (size_t)h * MSAM_CROSS_DH * MSAM_EMB, bv + h * MSAM_CROSS_DH,
                                                  MSAM_CROSS_DH, MSAM_EMB)))
                 return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
     } else if (kind == CROSS_I2T || kind == CROSS_I2T_OUT) {
@@ -68,52 +68,52 @@ static msam_status cross_load(msam_attn_w *a, const msam_ops *ops, const msam_we
         if (kind == CROSS_I2T) {
             GET(wq, "q_proj.weight", wn);
             GET(bq, "q_proj.bias", MSAM_CROSS);
-            if ((st = head_rows_transposed(a->q_t, ops, wq, prefix, err))) return st;
-            if ((st = head_slices(a->bq_t, ops, bq, 1, MSAM_CROSS, prefix, err))) return st;
+            if ((st = head_rows_transposed(a->q_t, ops, ctx, wq, prefix, err))) return st;
+            if ((st = head_slices(a->bq_t, ops, ctx, bq, 1, MSAM_CROSS, prefix, err))) return st;
         }
-        if ((st = head_slices(a->o_h, ops, wo, MSAM_EMB, MSAM_CROSS, prefix, err))) return st;
-        if (!(a->bo = ops->upload(bo, MSAM_EMB))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
+        if ((st = head_slices(a->o_h, ops, ctx, wo, MSAM_EMB, MSAM_CROSS, prefix, err))) return st;
+        if (!(a->bo = ops->upload(ctx, bo, MSAM_EMB))) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
     }
 #undef GET
     return MSAM_OK;
 }
 
-static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, const msam_weight_table *wt,
+static msam_status attn_load(msam_attn_w *a, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                              const char *prefix, int inner, cross_kind kind, msam_error *err) {
     char name[256];
     msam_status st;
     a->inner = inner;
     snprintf(name, sizeof name, "%s.q_proj", prefix);
-    if ((st = msam_linear_load(&a->q, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
+    if ((st = msam_linear_load(&a->q, ops, ctx, wt, name, inner, MSAM_EMB, 1, err))) return st;
     snprintf(name, sizeof name, "%s.k_proj", prefix);
-    if ((st = msam_linear_load(&a->k, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
+    if ((st = msam_linear_load(&a->k, ops, ctx, wt, name, inner, MSAM_EMB, 1, err))) return st;
     snprintf(name, sizeof name, "%s.v_proj", prefix);
-    if ((st = msam_linear_load(&a->v, ops, wt, name, inner, MSAM_EMB, 1, err))) return st;
+    if ((st = msam_linear_load(&a->v, ops, ctx, wt, name, inner, MSAM_EMB, 1, err))) return st;
     snprintf(name, sizeof name, "%s.out_proj", prefix);
-    if ((st = msam_linear_load(&a->out, ops, wt, name, MSAM_EMB, inner, 1, err))) return st;
-    return cross_load(a, ops, wt, prefix, kind, err);
+    if ((st = msam_linear_load(&a->out, ops, ctx, wt, name, MSAM_EMB, inner, 1, err))) return st;
+    return cross_load(a, ops, ctx, wt, prefix, kind, err);
 }
 
-static void attn_release(msam_attn_w *a, const msam_ops *ops) {
-    ops->linear_free(a->q);
-    ops->linear_free(a->k);
-    ops->linear_free(a->v);
-    ops->linear_free(a->out);
+static void attn_release(msam_attn_w *a, const msam_ops *ops, msam_ctx *ctx) {
+    ops->linear_free(ctx, a->q);
+    ops->linear_free(ctx, a->k);
+    ops->linear_free(ctx, a->v);
+    ops->linear_free(ctx, a->out);
     a->q = a->k = a->v = a->out = NULL;
     for (int h = 0; h < MSAM_HEADS; h++) {
         msam_linear **per_head[] = {&a->k_t[h], &a->v_h[h], &a->q_t[h], &a->bq_t[h], &a->o_h[h]};
         for (size_t i = 0; i < sizeof per_head / sizeof per_head[0]; i++) {
-            ops->linear_free(*per_head[i]);
+            ops->linear_free(ctx, *per_head[i]);
             *per_head[i] = NULL;
         }
     }
-    ops->release(a->bo);
+    ops->release(ctx, a->bo);
     a->bo = NULL;
 }
 
 /* ConvTranspose2d(cin, cout, 2, stride 2) [cin][cout][dy][dx] as a linear cin -> 4*cout whose
  * output channel (dy*2+dx)*cout + o belongs to sub-pixel (dy, dx) of its input pixel. */
-static msam_status convT_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
+static msam_status convT_load(msam_linear **out, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                               const char *prefix, int cin, int cout, msam_error *err) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -135,7 +135,7 @@ static msam_status convT_load(msam_linear **out, const msam_ops *ops, const msam
             for (int ci = 0; ci < cin; ci++)
                 rw[((size_t)t * cout + o) * cin + ci] = w[((size_t)ci * cout + o) * 4 + t];
         }
-    *out = ops->linear_create(rw, rb, 4 * cout, cin);
+    *out = ops->linear_create(ctx, rw, rb, 4 * cout, cin);
     free(rw);
     free(rb);
     if (!*out) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
@@ -151,7 +151,7 @@ static msam_status convT_load(msam_linear **out, const msam_ops *ops, const msam
  * same for every prompt (cached with proj0), so a prompt pays two K = heads*T products instead
  * of the 4096 x 256 x 256 one. C is applied to the weights in double, so nothing cancels at run
  * time: every term is already centred. */
-static msam_status split_load(msam_decoder_w *dw, const msam_ops *ops, const msam_weight_table *wt,
+static msam_status split_load(msam_decoder_w *dw, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                               msam_error *err) {
     enum { E = MSAM_EMB, C1 = 64 };
     const char *names[] = {"mask_decoder.output_upscaling.0.weight", "mask_decoder.output_upscaling.0.bias",
@@ -194,93 +194,98 @@ static msam_status split_load(msam_decoder_w *dw, const msam_ops *ops, const msa
         }
         f1[o] = (float)sf, h[o] = (float)sh, e0[o] = (float)se;
     }
-    dw->a1 = ops->upload(a1, (size_t)E * E);
-    dw->a10 = ops->upload(a10, (size_t)E * E);
-    dw->f1 = ops->upload(f1, E);
-    dw->h = ops->upload(h, E);
-    dw->u0 = ops->linear_create(a10, e0, E, E);
+    dw->a1 = ops->upload(ctx, a1, (size_t)E * E);
+    dw->a10 = ops->upload(ctx, a10, (size_t)E * E);
+    dw->f1 = ops->upload(ctx, f1, E);
+    dw->h = ops->upload(ctx, h, E);
+    dw->u0 = ops->linear_create(ctx, a10, e0, E, E);
     free(W1), free(buf);
     if (!dw->a1 || !dw->a10 || !dw->f1 || !dw->h || !dw->u0)
         return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the upscaling");
     return MSAM_OK;
 }
 
-msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
+msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops, msam_ctx *ctx,
                               const msam_weight_table *wt, msam_error *err) {
     char p[192], q[256];
     msam_status st;
+    float tokens[1 + MSAM_MASK_TOKENS][MSAM_EMB]; /* iou token, mask tokens: uploaded once */
     const float *t = msam_wt_get(wt, "mask_decoder.iou_token.weight", MSAM_EMB, err);
     if (!t) return MSAM_ERR_WEIGHTS;
-    memcpy(dw->tokens[0], t, sizeof(float) * MSAM_EMB);
+    memcpy(tokens[0], t, sizeof(float) * MSAM_EMB);
     t = msam_wt_get(wt, "mask_decoder.mask_tokens.weight", MSAM_MASK_TOKENS * MSAM_EMB, err);
     if (!t) return MSAM_ERR_WEIGHTS;
-    memcpy(dw->tokens[1], t, sizeof(float) * MSAM_MASK_TOKENS * MSAM_EMB);
+    memcpy(tokens[1], t, sizeof(float) * MSAM_MASK_TOKENS * MSAM_EMB);
+    if (!(dw->tokens = ops->upload(ctx, &tokens[0][0], (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB)))
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the mask decoder");
 
     for (int l = 0; l < 2; l++) {
         msam_twoway_layer *L = &dw->layers[l];
         snprintf(p, sizeof p, "mask_decoder.transformer.layers.%d", l);
 #define SUB(fmt) (snprintf(q, sizeof q, fmt, p), q)
-        if ((st = attn_load(&L->self_attn, ops, wt, SUB("%s.self_attn"), MSAM_EMB, CROSS_NONE, err))) return st;
+        if ((st = attn_load(&L->self_attn, ops, ctx, wt, SUB("%s.self_attn"), MSAM_EMB, CROSS_NONE, err))) return st;
         /* layer 0's attentions read the cached projections on the image side */
-        if ((st = attn_load(&L->t2i, ops, wt, SUB("%s.cross_attn_token_to_image"), MSAM_CROSS,
+        if ((st = attn_load(&L->t2i, ops, ctx, wt, SUB("%s.cross_attn_token_to_image"), MSAM_CROSS,
                             l == 0 ? CROSS_NONE : CROSS_T2I, err))) return st;
-        if ((st = attn_load(&L->i2t, ops, wt, SUB("%s.cross_attn_image_to_token"), MSAM_CROSS,
+        if ((st = attn_load(&L->i2t, ops, ctx, wt, SUB("%s.cross_attn_image_to_token"), MSAM_CROSS,
                             l == 0 ? CROSS_I2T_OUT : CROSS_I2T, err))) return st;
-        if ((st = msam_norm_load(&L->norm1, ops, wt, SUB("%s.norm1"), MSAM_EMB, err))) return st;
-        if ((st = msam_norm_load(&L->norm2, ops, wt, SUB("%s.norm2"), MSAM_EMB, err))) return st;
-        if ((st = msam_norm_load(&L->norm3, ops, wt, SUB("%s.norm3"), MSAM_EMB, err))) return st;
-        if ((st = msam_norm_load(&L->norm4, ops, wt, SUB("%s.norm4"), MSAM_EMB, err))) return st;
-        if ((st = msam_linear_load(&L->lin1, ops, wt, SUB("%s.mlp.lin1"), MSAM_MLP, MSAM_EMB, 1, err))) return st;
-        if ((st = msam_linear_load(&L->lin2, ops, wt, SUB("%s.mlp.lin2"), MSAM_EMB, MSAM_MLP, 1, err))) return st;
+        if ((st = msam_norm_load(&L->norm1, ops, ctx, wt, SUB("%s.norm1"), MSAM_EMB, err))) return st;
+        if ((st = msam_norm_load(&L->norm2, ops, ctx, wt, SUB("%s.norm2"), MSAM_EMB, err))) return st;
+        if ((st = msam_norm_load(&L->norm3, ops, ctx, wt, SUB("%s.norm3"), MSAM_EMB, err))) return st;
+        if ((st = msam_norm_load(&L->norm4, ops, ctx, wt, SUB("%s.norm4"), MSAM_EMB, err))) return st;
+        if ((st = msam_linear_load(&L->lin1, ops, ctx, wt, SUB("%s.mlp.lin1"), MSAM_MLP, MSAM_EMB, 1, err))) return st;
+        if ((st = msam_linear_load(&L->lin2, ops, ctx, wt, SUB("%s.mlp.lin2"), MSAM_EMB, MSAM_MLP, 1, err))) return st;
 #undef SUB
     }
-    if ((st = attn_load(&dw->final_attn, ops, wt, "mask_decoder.transformer.final_attn_token_to_image", MSAM_CROSS,
+    if ((st = attn_load(&dw->final_attn, ops, ctx, wt, "mask_decoder.transformer.final_attn_token_to_image", MSAM_CROSS,
                         CROSS_T2I, err))) return st;
-    if ((st = msam_norm_load(&dw->norm_final, ops, wt, "mask_decoder.transformer.norm_final_attn", MSAM_EMB, err))) return st;
-    if ((st = convT_load(&dw->up1, ops, wt, "mask_decoder.output_upscaling.0", MSAM_EMB, 64, err))) return st;
-    if ((st = msam_norm_load(&dw->up_norm, ops, wt, "mask_decoder.output_upscaling.1", 64, err))) return st;
-    if ((st = convT_load(&dw->up2, ops, wt, "mask_decoder.output_upscaling.3", 64, 32, err))) return st;
-    if ((st = split_load(dw, ops, wt, err))) return st;
+    if ((st = msam_norm_load(&dw->norm_final, ops, ctx, wt, "mask_decoder.transformer.norm_final_attn", MSAM_EMB, err))) return st;
+    if ((st = convT_load(&dw->up1, ops, ctx, wt, "mask_decoder.output_upscaling.0", MSAM_EMB, 64, err))) return st;
+    if ((st = msam_norm_load(&dw->up_norm, ops, ctx, wt, "mask_decoder.output_upscaling.1", 64, err))) return st;
+    if ((st = convT_load(&dw->up2, ops, ctx, wt, "mask_decoder.output_upscaling.3", 64, 32, err))) return st;
+    if ((st = split_load(dw, ops, ctx, wt, err))) return st;
     for (int m = 0; m < MSAM_MASK_TOKENS; m++) {
         for (int l = 0; l < 3; l++) {
             snprintf(q, sizeof q, "mask_decoder.output_hypernetworks_mlps.%d.layers.%d", m, l);
-            if ((st = msam_linear_load(&dw->hyper[m][l], ops, wt, q, l == 2 ? 32 : MSAM_EMB, MSAM_EMB, 1, err))) return st;
+            if ((st = msam_linear_load(&dw->hyper[m][l], ops, ctx, wt, q, l == 2 ? 32 : MSAM_EMB, MSAM_EMB, 1, err))) return st;
         }
     }
     for (int l = 0; l < 3; l++) {
         snprintf(q, sizeof q, "mask_decoder.iou_prediction_head.layers.%d", l);
-        if ((st = msam_linear_load(&dw->iou[l], ops, wt, q, l == 2 ? MSAM_MASK_TOKENS : MSAM_EMB, MSAM_EMB, 1, err))) return st;
+        if ((st = msam_linear_load(&dw->iou[l], ops, ctx, wt, q, l == 2 ? MSAM_MASK_TOKENS : MSAM_EMB, MSAM_EMB, 1, err))) return st;
     }
     return MSAM_OK;
 }
 
-void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops) {
+void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops, msam_ctx *ctx) {
     for (int l = 0; l < 2; l++) {
         msam_twoway_layer *L = &dw->layers[l];
-        attn_release(&L->self_attn, ops);
-        attn_release(&L->t2i, ops);
-        attn_release(&L->i2t, ops);
-        msam_norm_release(&L->norm1, ops);
-        msam_norm_release(&L->norm2, ops);
-        msam_norm_release(&L->norm3, ops);
-        msam_norm_release(&L->norm4, ops);
-        ops->linear_free(L->lin1);
-        ops->linear_free(L->lin2);
+        attn_release(&L->self_attn, ops, ctx);
+        attn_release(&L->t2i, ops, ctx);
+        attn_release(&L->i2t, ops, ctx);
+        msam_norm_release(&L->norm1, ops, ctx);
+        msam_norm_release(&L->norm2, ops, ctx);
+        msam_norm_release(&L->norm3, ops, ctx);
+        msam_norm_release(&L->norm4, ops, ctx);
+        ops->linear_free(ctx, L->lin1);
+        ops->linear_free(ctx, L->lin2);
         L->lin1 = L->lin2 = NULL;
     }
-    attn_release(&dw->final_attn, ops);
-    msam_norm_release(&dw->norm_final, ops);
-    msam_norm_release(&dw->up_norm, ops);
-    ops->linear_free(dw->up1);
-    ops->linear_free(dw->up2);
+    attn_release(&dw->final_attn, ops, ctx);
+    msam_norm_release(&dw->norm_final, ops, ctx);
+    msam_norm_release(&dw->up_norm, ops, ctx);
+    ops->linear_free(ctx, dw->up1);
+    ops->linear_free(ctx, dw->up2);
     dw->up1 = dw->up2 = NULL;
-    ops->linear_free(dw->u0);
+    ops->linear_free(ctx, dw->u0);
     dw->u0 = NULL;
     float **split[] = {&dw->a1, &dw->a10, &dw->f1, &dw->h};
-    for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) ops->release(*split[i]), *split[i] = NULL;
+    for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) ops->release(ctx, *split[i]), *split[i] = NULL;
     for (int m = 0; m < MSAM_MASK_TOKENS; m++)
-        for (int l = 0; l < 3; l++) ops->linear_free(dw->hyper[m][l]), dw->hyper[m][l] = NULL;
-    for (int l = 0; l < 3; l++) ops->linear_free(dw->iou[l]), dw->iou[l] = NULL;
+        for (int l = 0; l < 3; l++) ops->linear_free(ctx, dw->hyper[m][l]), dw->hyper[m][l] = NULL;
+    for (int l = 0; l < 3; l++) ops->linear_free(ctx, dw->iou[l]), dw->iou[l] = NULL;
+    ops->release(ctx, dw->tokens);
+    dw->tokens = NULL;
 }
 
 #define PROJ0_LD (3 * MSAM_CROSS)
@@ -291,36 +296,37 @@ enum { TB_PE, TB_Q, TB_T, TB_A, TB_B, TB_C, TB_ATT, TB_COUNT };
 
 size_t msam_decoder_tok_floats(int max_tokens) { return (size_t)max_tokens * TOK_ROW_FLOATS; }
 
-void msam_decoder_proj0(const msam_model *m, msam_decoder_ws *ws) {
+void msam_decoder_image_side(const msam_model *m, msam_ctx *ctx, const msam_image_side *side) {
     /* Layer 0's image side is keys0 = embedding + dense prompt for every prompt: keys0 + pe, the
      * token-to-image projections t2i.k(keys0 + pe) | t2i.v(keys0) and the image-to-token queries
-     * i2t.q(keys0 + pe), side by side (ld 384). */
+     * i2t.q(keys0 + pe), side by side (ld 384), and the image's share of the split up1. */
     const msam_ops *ops = m->ops;
     const msam_twoway_layer *L = &m->decoder.layers[0];
-    ops->add(ws->keys0pe, ws->keys0, m->prompt.dense_pe, (size_t)MSAM_PIX * MSAM_EMB);
-    ops->linear(ws->proj0, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
-    ops->linear(ws->proj0 + MSAM_CROSS, PROJ0_LD, ws->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
-    ops->linear(ws->proj0 + 2 * MSAM_CROSS, PROJ0_LD, ws->keys0pe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
-    ops->linear(ws->u0, MSAM_EMB, ws->keys0, MSAM_EMB, MSAM_PIX, m->decoder.u0, MSAM_ACT_NONE, NULL, 0);
+    ops->add(ctx, side->keys0pe, side->keys0, m->prompt.dense_pe, (size_t)MSAM_PIX * MSAM_EMB);
+    ops->linear(ctx, side->proj0, PROJ0_LD, side->keys0pe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ctx, side->proj0 + MSAM_CROSS, PROJ0_LD, side->keys0, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ctx, side->proj0 + 2 * MSAM_CROSS, PROJ0_LD, side->keys0pe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE,
+                NULL, 0);
+    ops->linear(ctx, side->u0, MSAM_EMB, side->keys0, MSAM_EMB, MSAM_PIX, m->decoder.u0, MSAM_ACT_NONE, NULL, 0);
 }
 
 /* queries = norm(queries + attn.out(attention(attn.q(xq), attn.k(xk), attn.v(xv)))) for the
  * token side, where the image side is given as ready projections kh/vh, or (kh == NULL) folded
  * from the image x and xpe = x + PE. */
-static void token_to_image(const msam_ops *ops, const msam_attn_w *a, const msam_norm_w *norm,
+static void token_to_image(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w *a, const msam_norm_w *norm,
                            float *Q, const float *PE, int T, const float *kh, const float *vh,
                            ptrdiff_t ldkv, const float *x, const float *xpe, float *tbuf,
                            float *qh, float *att, msam_decoder_ws *ws) {
-    ops->add(tbuf, Q, PE, (size_t)T * MSAM_EMB);
-    ops->linear(qh, MSAM_CROSS, tbuf, MSAM_EMB, T, a->q, MSAM_ACT_NONE, NULL, 0);
-    if (kh) ops->attention(att, qh, MSAM_CROSS, kh, ldkv, vh, ldkv, T, MSAM_PIX, MSAM_HEADS, MSAM_CROSS / MSAM_HEADS);
-    else msam_t2i_folded(ops, a, qh, T, xpe, x, att, ws);
-    ops->linear(Q, MSAM_EMB, att, MSAM_CROSS, T, a->out, MSAM_ACT_NONE, Q, MSAM_EMB);
-    ops->layernorm(Q, Q, T, MSAM_EMB, norm->g, norm->b, 1e-5f);
+    ops->add(ctx, tbuf, Q, PE, (size_t)T * MSAM_EMB);
+    ops->linear(ctx, qh, MSAM_CROSS, tbuf, MSAM_EMB, T, a->q, MSAM_ACT_NONE, NULL, 0);
+    if (kh) ops->attention(ctx, att, qh, MSAM_CROSS, kh, ldkv, vh, ldkv, T, MSAM_PIX, MSAM_HEADS, MSAM_CROSS / MSAM_HEADS);
+    else msam_t2i_folded(ops, ctx, a, qh, T, xpe, x, att, ws);
+    ops->linear(ctx, Q, MSAM_EMB, att, MSAM_CROSS, T, a->out, MSAM_ACT_NONE, Q, MSAM_EMB);
+    ops->layernorm(ctx, Q, Q, T, MSAM_EMB, norm->g, norm->b, 1e-5f);
 }
 
-void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *sparse_host, int Ts,
-                     int multimask, float *iou_host, msam_counters *counters) {
+void msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side,
+                     const float *sparse_host, int Ts, int multimask, float *low, float *iou) {
     const msam_ops *ops = m->ops;
     const msam_decoder_w *dw = &m->decoder;
     const int T = 1 + MSAM_MASK_TOKENS + Ts;
@@ -331,74 +337,73 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     float *PE = tb[TB_PE], *Q = tb[TB_Q], *tmp = tb[TB_T];
 
     /* tokens = [iou token, mask tokens, sparse prompts]; they are also the query PE. */
-    ops->copy_in(PE, &dw->tokens[0][0], (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB);
-    if (Ts > 0) ops->copy_in(PE + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB, sparse_host, (size_t)Ts * MSAM_EMB);
-    counters->h2d += Ts > 0 ? 2 : 1;
-    ops->copy_in(Q, PE, (size_t)T * MSAM_EMB); /* op memory to op memory: same on the CPU */
+    ops->copy(ctx, PE, dw->tokens, sizeof(float) * (1 + MSAM_MASK_TOKENS) * MSAM_EMB);
+    if (Ts > 0) ops->copy_in(ctx, PE + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB, sparse_host, sizeof(float) * Ts * MSAM_EMB);
+    ops->copy(ctx, Q, PE, sizeof(float) * T * MSAM_EMB);
 
     const int fold = T <= MSAM_FOLD_MAX_TOKENS;
     for (int l = 0; l < 2; l++) {
         const msam_twoway_layer *L = &dw->layers[l];
-        const float *keys_in = l == 0 ? ws->keys0 : ws->keys;
+        const float *keys_in = l == 0 ? side->keys0 : ws->keys;
         float *qa = tb[TB_A], *ka = tb[TB_B], *va = tb[TB_C], *att = tb[TB_ATT];
 
         /* self-attention: the first layer neither adds the PE nor keeps a residual */
         const float *qk_in = Q;
         if (l > 0) {
-            ops->add(tmp, Q, PE, (size_t)T * MSAM_EMB);
+            ops->add(ctx, tmp, Q, PE, (size_t)T * MSAM_EMB);
             qk_in = tmp;
         }
-        ops->linear(qa, MSAM_EMB, qk_in, MSAM_EMB, T, L->self_attn.q, MSAM_ACT_NONE, NULL, 0);
-        ops->linear(ka, MSAM_EMB, qk_in, MSAM_EMB, T, L->self_attn.k, MSAM_ACT_NONE, NULL, 0);
-        ops->linear(va, MSAM_EMB, Q, MSAM_EMB, T, L->self_attn.v, MSAM_ACT_NONE, NULL, 0);
-        ops->attention(att, qa, MSAM_EMB, ka, MSAM_EMB, va, MSAM_EMB, T, T, MSAM_HEADS, MSAM_EMB / MSAM_HEADS);
-        ops->linear(Q, MSAM_EMB, att, MSAM_EMB, T, L->self_attn.out, MSAM_ACT_NONE, l > 0 ? Q : NULL, MSAM_EMB);
-        ops->layernorm(Q, Q, T, MSAM_EMB, L->norm1.g, L->norm1.b, 1e-5f);
+        ops->linear(ctx, qa, MSAM_EMB, qk_in, MSAM_EMB, T, L->self_attn.q, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ctx, ka, MSAM_EMB, qk_in, MSAM_EMB, T, L->self_attn.k, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ctx, va, MSAM_EMB, Q, MSAM_EMB, T, L->self_attn.v, MSAM_ACT_NONE, NULL, 0);
+        ops->attention(ctx, att, qa, MSAM_EMB, ka, MSAM_EMB, va, MSAM_EMB, T, T, MSAM_HEADS, MSAM_EMB / MSAM_HEADS);
+        ops->linear(ctx, Q, MSAM_EMB, att, MSAM_EMB, T, L->self_attn.out, MSAM_ACT_NONE, l > 0 ? Q : NULL, MSAM_EMB);
+        ops->layernorm(ctx, Q, Q, T, MSAM_EMB, L->norm1.g, L->norm1.b, 1e-5f);
 
         /* tokens attend to the image (layer 0: through the cached projections); xpe = keys + PE,
          * made with the keys by the previous layer's norm4 */
-        const float *xpe = l == 0 ? ws->keys0pe : ws->tmp;
+        const float *xpe = l == 0 ? side->keys0pe : ws->tmp;
         if (l == 0) {
-            token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, ws->proj0, ws->proj0 + MSAM_CROSS, PROJ0_LD,
+            token_to_image(ops, ctx, &L->t2i, &L->norm2, Q, PE, T, side->proj0, side->proj0 + MSAM_CROSS, PROJ0_LD,
                            NULL, NULL, tmp, qa, att, ws);
         } else if (fold) {
-            token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, NULL, NULL, 0, keys_in, xpe, tmp, qa, att, ws);
+            token_to_image(ops, ctx, &L->t2i, &L->norm2, Q, PE, T, NULL, NULL, 0, keys_in, xpe, tmp, qa, att, ws);
         } else {
-            ops->linear(ws->kp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
-            ops->linear(ws->vp, MSAM_CROSS, keys_in, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
-            token_to_image(ops, &L->t2i, &L->norm2, Q, PE, T, ws->kp, ws->vp, MSAM_CROSS, NULL, NULL, tmp, qa, att, ws);
+            ops->linear(ctx, ws->kp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->t2i.k, MSAM_ACT_NONE, NULL, 0);
+            ops->linear(ctx, ws->vp, MSAM_CROSS, keys_in, MSAM_EMB, MSAM_PIX, L->t2i.v, MSAM_ACT_NONE, NULL, 0);
+            token_to_image(ops, ctx, &L->t2i, &L->norm2, Q, PE, T, ws->kp, ws->vp, MSAM_CROSS, NULL, NULL, tmp, qa, att, ws);
         }
 
         /* token MLP (ReLU) */
-        ops->linear(hidden, MSAM_MLP, Q, MSAM_EMB, T, L->lin1, MSAM_ACT_RELU, NULL, 0);
-        ops->linear(Q, MSAM_EMB, hidden, MSAM_MLP, T, L->lin2, MSAM_ACT_NONE, Q, MSAM_EMB);
-        ops->layernorm(Q, Q, T, MSAM_EMB, L->norm3.g, L->norm3.b, 1e-5f);
+        ops->linear(ctx, hidden, MSAM_MLP, Q, MSAM_EMB, T, L->lin1, MSAM_ACT_RELU, NULL, 0);
+        ops->linear(ctx, Q, MSAM_EMB, hidden, MSAM_MLP, T, L->lin2, MSAM_ACT_NONE, Q, MSAM_EMB);
+        ops->layernorm(ctx, Q, Q, T, MSAM_EMB, L->norm3.g, L->norm3.b, 1e-5f);
 
         /* the image attends to the tokens: queries from the image (+PE), keys tokens (+PE) */
-        ops->add(tmp, Q, PE, (size_t)T * MSAM_EMB);
-        ops->linear(ka, MSAM_CROSS, tmp, MSAM_EMB, T, L->i2t.k, MSAM_ACT_NONE, NULL, 0);
-        ops->linear(va, MSAM_CROSS, Q, MSAM_EMB, T, L->i2t.v, MSAM_ACT_NONE, NULL, 0);
+        ops->add(ctx, tmp, Q, PE, (size_t)T * MSAM_EMB);
+        ops->linear(ctx, ka, MSAM_CROSS, tmp, MSAM_EMB, T, L->i2t.k, MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ctx, va, MSAM_CROSS, Q, MSAM_EMB, T, L->i2t.v, MSAM_ACT_NONE, NULL, 0);
         /* layer 0: its image queries are cached next to the t2i projections */
-        const float *q0 = l == 0 ? ws->proj0 + 2 * MSAM_CROSS : NULL;
+        const float *q0 = l == 0 ? side->proj0 + 2 * MSAM_CROSS : NULL;
         if (fold) {
             /* keep this layer's probabilities and its folded value rows through the up1 split */
             float *S = l == 0 ? ws->kp : ws->vp, *Msplit = ws->split_m + (size_t)l * MSAM_CROSS * MSAM_EMB;
-            msam_i2t_folded(ops, &L->i2t, ka, va, T, xpe, q0, PROJ0_LD, keys_in, ws->keys, S,
+            msam_i2t_folded(ops, ctx, &L->i2t, ka, va, T, xpe, q0, PROJ0_LD, keys_in, ws->keys, S,
                             l == 0 ? dw->a10 : dw->a1, Msplit, ws);
         } else {
-            if (!q0) ops->linear(ws->qp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
-            ops->attention(ws->att, q0 ? q0 : ws->qp, q0 ? PROJ0_LD : MSAM_CROSS, ka, MSAM_CROSS, va, MSAM_CROSS,
+            if (!q0) ops->linear(ctx, ws->qp, MSAM_CROSS, xpe, MSAM_EMB, MSAM_PIX, L->i2t.q, MSAM_ACT_NONE, NULL, 0);
+            ops->attention(ctx, ws->att, q0 ? q0 : ws->qp, q0 ? PROJ0_LD : MSAM_CROSS, ka, MSAM_CROSS, va, MSAM_CROSS,
                            MSAM_PIX, T, MSAM_HEADS, MSAM_CROSS / MSAM_HEADS);
-            ops->linear(ws->keys, MSAM_EMB, ws->att, MSAM_CROSS, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
+            ops->linear(ctx, ws->keys, MSAM_EMB, ws->att, MSAM_CROSS, MSAM_PIX, L->i2t.out, MSAM_ACT_NONE, keys_in, MSAM_EMB);
         }
-        ops->layernorm_pe(ws->keys, ws->tmp, ws->rstd + (size_t)l * MSAM_PIX, ws->keys, m->prompt.dense_pe, MSAM_PIX,
+        ops->layernorm_pe(ctx, ws->keys, ws->tmp, ws->rstd + (size_t)l * MSAM_PIX, ws->keys, m->prompt.dense_pe, MSAM_PIX,
                           MSAM_EMB, L->norm4.g, L->norm4.b, 1e-5f);
     }
 
     /* final token-to-image attention, for the output tokens only: the IoU head and the
      * hypernetworks read nothing else, and each token's path here is its own. Five tokens always
      * fit the folded form. */
-    token_to_image(ops, &dw->final_attn, &dw->norm_final, Q, PE, 1 + MSAM_MASK_TOKENS, NULL, NULL, 0, ws->keys,
+    token_to_image(ops, ctx, &dw->final_attn, &dw->norm_final, Q, PE, 1 + MSAM_MASK_TOKENS, NULL, NULL, 0, ws->keys,
                    ws->tmp, tmp, tb[TB_A], tb[TB_ATT], ws);
 
     /* hypernetwork MLPs on the selected mask tokens -> 32 each */
@@ -406,9 +411,9 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     float *h1 = tb[TB_A], *h2 = tb[TB_B], *hyper = tb[TB_C];
     for (int i = first; i < first + n; i++) {
         const float *tok = Q + (size_t)(1 + i) * MSAM_EMB;
-        ops->linear(h1, MSAM_EMB, tok, MSAM_EMB, 1, dw->hyper[i][0], MSAM_ACT_RELU, NULL, 0);
-        ops->linear(h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->hyper[i][1], MSAM_ACT_RELU, NULL, 0);
-        ops->linear(hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
+        ops->linear(ctx, h1, MSAM_EMB, tok, MSAM_EMB, 1, dw->hyper[i][0], MSAM_ACT_RELU, NULL, 0);
+        ops->linear(ctx, h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->hyper[i][1], MSAM_ACT_RELU, NULL, 0);
+        ops->linear(ctx, hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
     }
     /* upscale (convT 2x2 s2 256->64, LayerNorm2d, GELU, convT 2x2 s2 64->32, GELU) and the masks
      * the hypernetwork vectors make of it, in one op; on the folded path the first product comes
@@ -417,18 +422,16 @@ void msam_decode_one(const msam_model *m, msam_decoder_ws *ws, const float *spar
     if (fold) {
         parts.p0 = ws->kp, parts.p1 = ws->vp, parts.k = MSAM_HEADS * T;
         parts.m0 = ws->split_m, parts.m1 = ws->split_m + (size_t)MSAM_CROSS * MSAM_EMB;
-        parts.u0 = ws->u0, parts.f1 = dw->f1, parts.h = dw->h, parts.s0 = ws->rstd, parts.s1 = ws->rstd + MSAM_PIX;
+        parts.u0 = side->u0, parts.f1 = dw->f1, parts.h = dw->h, parts.s0 = ws->rstd, parts.s1 = ws->rstd + MSAM_PIX;
         pp = &parts;
     }
-    ops->upscale_masks(ws->low, ws->keys, pp, MSAM_GRID, dw->up1, dw->up_norm.g, dw->up_norm.b, 1e-6f, dw->up2,
+    ops->upscale_masks(ctx, low, ws->keys, pp, MSAM_GRID, dw->up1, dw->up_norm.g, dw->up_norm.b, 1e-6f, dw->up2,
                        hyper + (size_t)first * 32, n, ws->up_scratch, ws->up_scratch_bytes);
 
     /* IoU head on the IoU token */
-    ops->linear(h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);
-    ops->linear(h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->iou[1], MSAM_ACT_RELU, NULL, 0);
-    ops->linear(tmp, MSAM_MASK_TOKENS, h2, MSAM_EMB, 1, dw->iou[2], MSAM_ACT_NONE, NULL, 0);
-    float iou_all[MSAM_MASK_TOKENS];
-    ops->copy_out(iou_all, tmp, MSAM_MASK_TOKENS);
-    counters->d2h++;
-    for (int i = 0; i < n; i++) iou_host[i] = iou_all[first + i];
+    ops->linear(ctx, h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);
+    ops->linear(ctx, h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->iou[1], MSAM_ACT_RELU, NULL, 0);
+    ops->linear(ctx, tmp, MSAM_MASK_TOKENS, h2, MSAM_EMB, 1, dw->iou[2], MSAM_ACT_NONE, NULL, 0);
+    /* the selected masks' scores, straight into the caller's op memory */
+    ops->copy(ctx, iou, tmp + first, sizeof(float) * n);
 }

@@ -7,12 +7,13 @@
 
 /* Floats of token workspace for up to max_tokens tokens. */
 size_t msam_decoder_tok_floats(int max_tokens);
-/* Fill ws->keys0pe and ws->proj0 from ws->keys0 (layer 0's prompt-independent image side). */
-void msam_decoder_proj0(const struct msam_model *m, msam_decoder_ws *ws);
-/* Decode one prompt set: sparse_host Ts x 256; ws->keys0/proj0 ready. Writes the selected
- * masks' low-res logits to ws->low (planar n x 256 x 256) and their IoU to iou_host. */
-void msam_decode_one(const struct msam_model *m, msam_decoder_ws *ws, const float *sparse_host,
-                     int Ts, int multimask, float *iou_host, msam_counters *counters);
+/* Fill side's keys0pe, proj0 and u0 from its keys0 (layer 0's prompt-independent image side). */
+void msam_decoder_image_side(const struct msam_model *m, msam_ctx *ctx, const msam_image_side *side);
+/* Decode one prompt set against an image side: sparse_host Ts x 256 host floats (copied in).
+ * Writes the selected masks' low-res logits to low (op memory, planar n x 256 x 256) and their
+ * IoU to iou (op memory, n floats). */
+void msam_decode_one(const struct msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side,
+                     const float *sparse_host, int Ts, int multimask, float *low, float *iou);
 
 /* cross_attention.c, for T <= MSAM_FOLD_MAX_TOKENS (ws->fold, ws->att, ws->qp, ws->mm_scratch are used;
  * image->token leaves its probabilities in S, 4096 x heads*T, and with split_a (256 x 256, op
@@ -21,9 +22,9 @@ void msam_decode_one(const struct msam_model *m, msam_decoder_ws *ws, const floa
  * apart) over the image x (4096 x 256) and xpe = x + PE. Image->token: y = residual + out_proj
  * of the attention from image queries (q_proj(xpe), or q_img, rows ldq_img apart, when they are
  * already projected) to token keys k and values v (T x 128 projections); y may be residual. */
-void msam_t2i_folded(const msam_ops *ops, const msam_attn_w *a, const float *q, int T,
+void msam_t2i_folded(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w *a, const float *q, int T,
                      const float *xpe, const float *x, float *att, msam_decoder_ws *ws);
-void msam_i2t_folded(const msam_ops *ops, const msam_attn_w *a, const float *k, const float *v,
+void msam_i2t_folded(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w *a, const float *k, const float *v,
                      int T, const float *xpe, const float *q_img, ptrdiff_t ldq_img,
                      const float *residual, float *y, float *S, const float *split_a, float *split_m,
                      msam_decoder_ws *ws);

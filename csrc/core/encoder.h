@@ -9,7 +9,7 @@
 typedef struct msam_encoder msam_encoder; /* defined in encoder.c */
 
 /* Converts every image_encoder.* weight (BatchNorm folded, layouts packed). */
-msam_status msam_encoder_create(const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_encoder_create(const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                                 msam_encoder **out, msam_error *err);
 void msam_encoder_free(msam_encoder *e);
 
@@ -20,7 +20,7 @@ size_t msam_encoder_workspace_bytes(const msam_encoder *e);
  * out: the image embedding, 64 x 64 x 256 channels-last.
  * stage_fn (may be NULL) sees "patch_embed" (256x256x64), "layers.0" (128x128x128),
  * "layers.1" (64x64x160), "layers.2" (64x64x320), "layers.3" (64x64x320), "neck" (64x64x256). */
-msam_status msam_encoder_forward(const msam_encoder *e, const float *x, float *out,
+msam_status msam_encoder_forward(const msam_encoder *e, msam_ctx *ctx, const float *x, float *out,
                                  void *workspace, msam_stage_fn stage_fn, void *stage_user,
                                  msam_error *err);
 

@@ -1,20 +1,22 @@
-/* model.c - model and session lifetimes: weights converted once at load, every buffer a
- * session needs allocated at creation (no allocation inside set_image or predict). */
+/* model.c - model and session lifetimes: the device's op table from the registry, weights
+ * converted once at load, every buffer a session needs allocated at creation (set_image and
+ * predict allocate nothing). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "decoder.h"
 #include "model.h"
-#include "threads.h"
 
-#define MIN_TOKENS 64 /* token capacity at creation; predict grows it for more prompt points */
+/* Sparse tokens of the longest prompt set: MSAM_MAX_PROMPT_POINTS points and a box. */
+#define MAX_SPARSE_TOKENS (MSAM_MAX_PROMPT_POINTS + 2)
 
 msam_device msam_model_device(const msam_model *model) { return model->device; }
 
 static void model_release(msam_model *m) {
     if (m->encoder) msam_encoder_free(m->encoder);
-    msam_prompt_release(&m->prompt, m->ops);
-    msam_decoder_release(&m->decoder, m->ops);
+    msam_prompt_release(&m->prompt, m->ops, m->ctx);
+    msam_decoder_release(&m->decoder, m->ops, m->ctx);
+    m->ops->ctx_free(m->ctx);
 }
 
 msam_status msam_model_create(const msam_weight *weights, size_t n_weights, msam_device device,
@@ -22,16 +24,23 @@ msam_status msam_model_create(const msam_weight *weights, size_t n_weights, msam
     if (!out) return msam_fail(err, MSAM_ERR_ARG, "out must not be NULL");
     *out = NULL;
     if (!weights && n_weights) return msam_fail(err, MSAM_ERR_ARG, "weights must not be NULL");
-    if (device != MSAM_DEVICE_CPU)
-        return msam_fail(err, MSAM_ERR_BACKEND, "device %d is not built into this mobile_sam_c", (int)device);
+    const msam_ops *ops = msam_backend_ops(device);
+    if (!ops)
+        return msam_fail(err, MSAM_ERR_BACKEND, "device '%s' is not built into this mobile_sam_c",
+                         device == MSAM_DEVICE_CUDA ? "cuda" : "unknown");
     msam_model *m = calloc(1, sizeof *m);
     if (!m) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the model");
-    m->ops = msam_cpu_ops();
+    m->ops = ops;
     m->device = device;
+    if (!(m->ctx = ops->ctx_create())) {
+        free(m);
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the %s context", ops->name);
+    }
     msam_weight_table wt = {weights, n_weights};
-    msam_status st = msam_encoder_create(m->ops, &wt, &m->encoder, err);
-    if (!st) st = msam_prompt_init(&m->prompt, m->ops, &wt, err);
-    if (!st) st = msam_decoder_init(&m->decoder, m->ops, &wt, err);
+    msam_status st = msam_encoder_create(ops, m->ctx, &wt, &m->encoder, err);
+    if (!st) st = msam_prompt_init(&m->prompt, ops, m->ctx, &wt, err);
+    if (!st) st = msam_decoder_init(&m->decoder, ops, m->ctx, &wt, err);
+    if (!st) ops->sync(m->ctx); /* the uploads are done before the host weights go away */
     if (st) {
         model_release(m);
         free(m);
@@ -47,38 +56,21 @@ void msam_model_free(msam_model *m) {
     free(m);
 }
 
-static void ws_release(msam_decoder_ws *w, const msam_ops *ops) {
-    float **bufs[] = {&w->keys0, &w->proj0, &w->u0, &w->split_m, &w->rstd, &w->keys, &w->tmp, &w->kp, &w->vp,
-                      &w->qp, &w->att,
-                      &w->dense, &w->mask_tmp,
-                      &w->low, &w->post, &w->tok, &w->fold, &w->keys0pe};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        ops->release(*bufs[i]);
-        *bufs[i] = NULL;
-    }
-    ops->release(w->mm_scratch);
-    w->mm_scratch = NULL;
-    ops->release(w->up_scratch);
-    w->up_scratch = NULL;
-}
-
-/* (Re)size the token buffers; only predict with more than MIN_TOKENS prompt tokens grows them. */
-msam_status msam_session_reserve_tokens(msam_session *s, int tokens, msam_error *err) {
+static void session_release(msam_session *s) {
     const msam_ops *ops = s->model->ops;
-    if (tokens <= s->dws.max_tokens) return MSAM_OK;
-    float *tok = ops->alloc(sizeof(float) * msam_decoder_tok_floats(tokens));
-    float *sparse = malloc(sizeof(float) * (size_t)tokens * MSAM_EMB);
-    if (!tok || !sparse) {
-        ops->release(tok);
-        free(sparse);
-        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory for %d prompt tokens", tokens);
+    msam_ctx *ctx = s->ctx;
+    msam_decoder_ws *w = &s->dws;
+    void *bufs[] = {s->enc_ws, s->staging, s->input, s->embedding, s->nomask.keys0, s->nomask.keys0pe,
+                    s->nomask.proj0, s->nomask.u0, s->masked.keys0pe, s->masked.proj0, s->masked.u0,
+                    w->split_m, w->rstd, w->keys, w->tmp, w->kp, w->vp, w->qp, w->att, w->dense, w->mask_tmp,
+                    w->low, w->post, w->tok, w->fold, w->mm_scratch, w->up_scratch};
+    if (ctx) {
+        ops->sync(ctx); /* nothing may still use the buffers */
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->release(ctx, bufs[i]);
+        ops->ctx_free(ctx);
     }
-    ops->release(s->dws.tok);
     free(s->sparse_host);
-    s->dws.tok = tok;
-    s->sparse_host = sparse;
-    s->dws.max_tokens = tokens;
-    return MSAM_OK;
+    free(s);
 }
 
 msam_status msam_session_create(const msam_model *model, msam_session **out, msam_error *err) {
@@ -88,40 +80,53 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     msam_session *s = calloc(1, sizeof *s);
     if (!s) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating a session");
     s->model = model;
+    if (!(s->ctx = ops->ctx_create())) {
+        free(s);
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the %s context", ops->name);
+    }
+    msam_ctx *ctx = s->ctx;
     const size_t img = (size_t)MSAM_PIX * MSAM_EMB, px = MSAM_PIX;
     msam_decoder_ws *w = &s->dws;
     int ok = 1;
-#define ALLOC(dst, n) ok = ok && ((dst) = ops->alloc(sizeof(float) * (size_t)(n))) != NULL
-    s->enc_ws = ops->alloc(msam_encoder_workspace_bytes(model->encoder));
-    ok = s->enc_ws != NULL;
-    ALLOC(s->input, (size_t)MSAM_IMG * MSAM_IMG * 3);
-    ALLOC(s->embedding, img);
-    ALLOC(w->keys0, img);
-    ALLOC(w->proj0, px * 384);
-    ALLOC(w->u0, img);
-    ALLOC(w->split_m, (size_t)2 * MSAM_CROSS * MSAM_EMB); /* heads*T <= MSAM_CROSS rows each */
-    ALLOC(w->rstd, 2 * px);
-    ALLOC(w->keys0pe, img);
-    ALLOC(w->keys, img);
-    ALLOC(w->tmp, img);
-    ALLOC(w->kp, px * 128);
-    ALLOC(w->vp, px * 128);
-    ALLOC(w->qp, px * 128);
-    ALLOC(w->att, px * 128);
-    ALLOC(w->dense, img);
-    ALLOC(w->mask_tmp, 5 * 65536);
-    ALLOC(w->low, (size_t)MSAM_MASK_TOKENS * MSAM_LOWRES * MSAM_LOWRES);
-    ALLOC(w->post, (size_t)MSAM_IMG * MSAM_IMG);
-    ALLOC(w->fold, MSAM_FOLD_FLOATS);
+#define ALLOC(dst, bytes) ok = ok && ((dst) = ops->alloc(ctx, (bytes))) != NULL
+#define ALLOCF(dst, n) ALLOC(dst, sizeof(float) * (size_t)(n))
+    ALLOC(s->enc_ws, msam_encoder_workspace_bytes(model->encoder));
+    /* a resized host image (uint8) is staged here where op memory is not host memory */
+    if (!ops->host_memory) ALLOC(s->staging, (size_t)MSAM_IMG * MSAM_IMG * 3);
+    ALLOCF(s->input, (size_t)MSAM_IMG * MSAM_IMG * 3);
+    ALLOCF(s->embedding, img);
+    ALLOCF(s->nomask.keys0, img);
+    ALLOCF(s->nomask.keys0pe, img);
+    ALLOCF(s->nomask.proj0, px * 3 * MSAM_CROSS);
+    ALLOCF(s->nomask.u0, img);
+    ALLOCF(w->dense, img);
+    s->masked.keys0 = w->dense; /* a mask input's keys0 is made in place of its dense prompt */
+    ALLOCF(s->masked.keys0pe, img);
+    ALLOCF(s->masked.proj0, px * 3 * MSAM_CROSS);
+    ALLOCF(s->masked.u0, img);
+    ALLOCF(w->split_m, (size_t)2 * MSAM_CROSS * MSAM_EMB); /* heads*T <= MSAM_CROSS rows each */
+    ALLOCF(w->rstd, 2 * px);
+    ALLOCF(w->keys, img);
+    ALLOCF(w->tmp, img);
+    ALLOCF(w->kp, px * MSAM_CROSS);
+    ALLOCF(w->vp, px * MSAM_CROSS);
+    ALLOCF(w->qp, px * MSAM_CROSS);
+    ALLOCF(w->att, px * MSAM_CROSS);
+    ALLOCF(w->mask_tmp, 5 * 65536);
+    ALLOCF(w->low, (size_t)MSAM_MASK_TOKENS * MSAM_LOWRES * MSAM_LOWRES);
+    ALLOCF(w->post, (size_t)MSAM_IMG * MSAM_IMG);
+    ALLOCF(w->fold, MSAM_FOLD_FLOATS);
+    w->max_tokens = 1 + MSAM_MASK_TOKENS + MAX_SPARSE_TOKENS;
+    ALLOCF(w->tok, msam_decoder_tok_floats(w->max_tokens));
+    /* the folded attention's largest right operand: the image in (heads*T x 4096) . image */
+    ALLOC(w->mm_scratch, ops->matmul_scratch_bytes(MSAM_EMB, MSAM_PIX));
+    w->up_scratch_bytes = ops->upscale_masks_scratch_bytes(64, 32);
+    ALLOC(w->up_scratch, w->up_scratch_bytes);
+#undef ALLOCF
 #undef ALLOC
-    {
-        /* the folded attention's largest right operand: the image in (heads*T x 4096) . image */
-        ok = ok && (w->mm_scratch = ops->alloc(ops->matmul_scratch_bytes(MSAM_EMB, MSAM_PIX))) != NULL;
-        w->up_scratch_bytes = ops->upscale_masks_scratch_bytes(64, 32, msam_threads_for_sizing());
-        ok = ok && (w->up_scratch = ops->alloc(w->up_scratch_bytes)) != NULL;
-    }
-    if (!ok || msam_session_reserve_tokens(s, MIN_TOKENS, err)) {
-        msam_session_free(s);
+    s->sparse_host = malloc(sizeof(float) * (size_t)MAX_SPARSE_TOKENS * MSAM_EMB);
+    if (!ok || !s->sparse_host) {
+        session_release(s);
         return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating a session");
     }
     *out = s;
@@ -129,29 +134,17 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
 }
 
 void msam_session_free(msam_session *s) {
-    if (!s) return;
-    const msam_ops *ops = s->model->ops;
-    ops->release(s->enc_ws);
-    ops->release(s->input);
-    ops->release(s->embedding);
-    ws_release(&s->dws, ops);
-    free(s->sparse_host);
-    free(s);
+    if (s) session_release(s);
 }
 
 void msam_session_reset(msam_session *s) {
-    if (!s) return;
-    s->has_image = 0;
-    s->proj0_valid = 0;
+    if (s) s->has_image = 0;
 }
 
 int msam_session_has_image(const msam_session *s) { return s && s->has_image; }
 
 void msam_session_counters(const msam_session *s, msam_counters *out) {
     if (!out) return;
-    if (!s) {
-        memset(out, 0, sizeof *out);
-        return;
-    }
-    *out = s->counters;
+    memset(out, 0, sizeof *out);
+    if (s) s->model->ops->counters(s->ctx, out);
 }

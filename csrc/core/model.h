@@ -7,11 +7,11 @@
 #include "ops.h"
 #include "weights.h"
 
-#define MSAM_EMB 256       /* embedding width */
-#define MSAM_GRID 64       /* embedding is 64 x 64 */
+#define MSAM_EMB MSAM_EMBED_DIM   /* embedding width */
+#define MSAM_GRID MSAM_EMBED_SIDE /* embedding is 64 x 64 */
 #define MSAM_PIX (MSAM_GRID * MSAM_GRID)
-#define MSAM_IMG 1024      /* encoder input side */
-#define MSAM_LOWRES 256    /* low-resolution mask side */
+#define MSAM_IMG MSAM_IMG_SIZE    /* encoder input side */
+#define MSAM_LOWRES MSAM_LOW_RES  /* low-resolution mask side */
 #define MSAM_HEADS 8       /* decoder attention heads */
 #define MSAM_MLP 2048      /* decoder token MLP width */
 #define MSAM_MASK_TOKENS 4
@@ -45,11 +45,12 @@ typedef struct {
 } msam_twoway_layer;
 
 typedef struct {
-    /* host copies: the prompt encoder's sparse embedding is built on the host */
+    /* host copies: the prompt encoder's sparse embedding is built on the host from the prompt
+     * arguments (host data), then copied in */
     float gauss[2 * 128];
     float point_emb[4][MSAM_EMB];
     float not_a_point[MSAM_EMB];
-    float no_mask[MSAM_EMB];
+    float *no_mask; /* op memory, 256: broadcast over the image by add_row */
     /* mask downscaling: 2x2 s2 convs as linears over space-to-depth patches */
     msam_linear *md0, *md3, *md6;
     msam_norm_w md1, md4;
@@ -57,7 +58,7 @@ typedef struct {
 } msam_prompt_w;
 
 typedef struct {
-    float tokens[1 + MSAM_MASK_TOKENS][MSAM_EMB]; /* host: iou token, mask tokens */
+    float *tokens; /* op memory, (1 + MSAM_MASK_TOKENS) x 256: iou token, mask tokens */
     msam_twoway_layer layers[2];
     msam_attn_w final_attn;
     msam_norm_w norm_final;
@@ -74,26 +75,33 @@ typedef struct {
 
 struct msam_model {
     const msam_ops *ops;
+    msam_ctx *ctx; /* the loading context (weights are uploaded and freed through it) */
     msam_device device;
     msam_encoder *encoder;
     msam_prompt_w prompt;
     msam_decoder_w decoder;
 };
 
-/* The decoder's working buffers, sized once per session (independent of the prompt batch:
- * prompt sets run one after another through the same buffers). */
+/* Layer 0's image side for one dense prompt (the no-mask embedding, or a mask input): keys0 =
+ * embedding + dense prompt, keys0pe = keys0 + the image positional encoding, proj0 = its
+ * prompt-independent projections t2i k | t2i v | i2t q (ld 384), u0 = keys0 a10^T + a10 bo0 (the
+ * first upscaling product's image share, see decoder.c). The no-mask side is computed when an
+ * image is set; a mask input's side in predict. */
 typedef struct {
-    float *keys0;       /* 4096 x 256: embedding + dense prompt shared by the batch */
-    float *keys0pe;     /* 4096 x 256: keys0 + the image positional encoding */
-    float *proj0;       /* 4096 x 384: layer 0's prompt-independent t2i k | t2i v | i2t q */
-    float *u0;          /* 4096 x 256: keys0 a10^T + a10 bo0, cached with proj0 */
+    float *keys0, *keys0pe, *proj0, *u0;
+} msam_image_side;
+
+/* The decoder's working buffers, sized once per session for up to MSAM_MAX_PROMPT_POINTS points
+ * per prompt set (independent of the prompt batch: prompt sets run one after another through
+ * the same buffers), so predict allocates nothing. */
+typedef struct {
     float *split_m;     /* 2 x MSAM_CROSS x 256: per-prompt N0 a10^T and N1 a1^T */
     float *rstd;        /* 2 x 4096: the norm4 row scales s0, s1 */
     float *keys, *tmp;  /* 4096 x 256 each */
     float *kp, *vp, *qp, *att; /* 4096 x 128 each */
-    float *dense;       /* 4096 x 256 dense prompt from a mask input */
+    float *dense;       /* 4096 x 256 dense prompt from a mask input, then its keys0 */
     float *mask_tmp;    /* 128 x 128 x 16 + 64 x 64 x 64 scratch for mask downscaling */
-    float *low;         /* 4 x 256 x 256 low-res logits of the current prompt set */
+    float *low;         /* 4 x 256 x 256 low-res logits when the caller does not keep them */
     float *post;        /* 1024 x 1024 post-processing plane */
     float *tok;         /* token buffers: MSAM_TOK_BUFS x max_tokens x 2048 */
     float *fold;        /* MSAM_FOLD_FLOATS: per-prompt operands of the folded cross attention */
@@ -105,39 +113,39 @@ typedef struct {
 
 struct msam_session {
     const struct msam_model *model;
+    msam_ctx *ctx;     /* this session's execution context (stream, scratch, counters) */
     void *enc_ws;
+    void *staging;     /* op memory for a host image on backends whose op memory is not host */
     float *input;      /* 1024 x 1024 x 3 normalised, padded */
     float *embedding;  /* 64 x 64 x 256 channels-last */
     int has_image;
-    int proj0_valid;   /* proj0 holds the no-mask projections of the current embedding */
+    msam_image_side nomask, masked;
     msam_decoder_ws dws;
-    float *sparse_host; /* max_tokens x 256 host staging for the sparse prompt */
-    msam_counters counters;
+    float *sparse_host; /* host staging for one prompt set's sparse tokens */
 };
 
-msam_status msam_session_reserve_tokens(msam_session *s, int tokens, msam_error *err);
-
 /* prompt.c */
-msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                              msam_error *err);
-void msam_prompt_release(msam_prompt_w *pw, const msam_ops *ops);
+void msam_prompt_release(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx);
 /* Host sparse embedding of prompt set b: T x 256 (see msam_sparse_token_count). */
 void msam_prompt_sparse(const msam_prompt_w *pw, const msam_prompts *p, int b, float *out);
-/* Dense embedding of mask m into dense (64 x 64 x 256, op memory) using scratch. */
-void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, const float *mask256,
+/* Dense embedding of the host 256 x 256 mask into dense (64 x 64 x 256, op memory) using scratch
+ * (op memory; the mask is copied into it). */
+void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx, const float *mask256,
                             float *dense, float *scratch);
 
 /* decoder.c */
-msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops,
+msam_status msam_decoder_init(msam_decoder_w *dw, const msam_ops *ops, msam_ctx *ctx,
                               const msam_weight_table *wt, msam_error *err);
-void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops);
+void msam_decoder_release(msam_decoder_w *dw, const msam_ops *ops, msam_ctx *ctx);
 
 /* norm helper shared by prompt.c and decoder.c: upload "<prefix>.weight"/".bias" (c floats). */
-msam_status msam_norm_load(msam_norm_w *nw, const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_norm_load(msam_norm_w *nw, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                            const char *prefix, int c, msam_error *err);
-void msam_norm_release(msam_norm_w *nw, const msam_ops *ops);
+void msam_norm_release(msam_norm_w *nw, const msam_ops *ops, msam_ctx *ctx);
 /* linear helper: "<prefix>.weight" [n][k] and optional "<prefix>.bias". */
-msam_status msam_linear_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_linear_load(msam_linear **out, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                              const char *prefix, int n, int k, int has_bias, msam_error *err);
 
 #endif

@@ -10,7 +10,7 @@
 #define PE_FEATS 128
 #define TWO_PI 6.283185307179586f
 
-msam_status msam_norm_load(msam_norm_w *nw, const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_norm_load(msam_norm_w *nw, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                            const char *prefix, int c, msam_error *err) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -19,19 +19,19 @@ msam_status msam_norm_load(msam_norm_w *nw, const msam_ops *ops, const msam_weig
     snprintf(name, sizeof name, "%s.bias", prefix);
     const float *b = msam_wt_get(wt, name, c, err);
     if (!b) return MSAM_ERR_WEIGHTS;
-    nw->g = ops->upload(g, (size_t)c);
-    nw->b = ops->upload(b, (size_t)c);
+    nw->g = ops->upload(ctx, g, (size_t)c);
+    nw->b = ops->upload(ctx, b, (size_t)c);
     if (!nw->g || !nw->b) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
     return MSAM_OK;
 }
 
-void msam_norm_release(msam_norm_w *nw, const msam_ops *ops) {
-    ops->release(nw->g);
-    ops->release(nw->b);
+void msam_norm_release(msam_norm_w *nw, const msam_ops *ops, msam_ctx *ctx) {
+    ops->release(ctx, nw->g);
+    ops->release(ctx, nw->b);
     nw->g = nw->b = NULL;
 }
 
-msam_status msam_linear_load(msam_linear **out, const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_linear_load(msam_linear **out, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                              const char *prefix, int n, int k, int has_bias, msam_error *err) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -42,14 +42,14 @@ msam_status msam_linear_load(msam_linear **out, const msam_ops *ops, const msam_
         snprintf(name, sizeof name, "%s.bias", prefix);
         if (!(b = msam_wt_get(wt, name, n, err))) return MSAM_ERR_WEIGHTS;
     }
-    *out = ops->linear_create(w, b, n, k);
+    *out = ops->linear_create(ctx, w, b, n, k);
     if (!*out) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
     return MSAM_OK;
 }
 
 /* A k x k stride-k Conv2d [o][ci][dy][dx] as a linear over space-to-depth patches whose input
  * channel index is (dy*2+dx)*cin + ci (the order ops->space_to_depth2 produces). */
-static msam_status patch_conv_load(msam_linear **out, const msam_ops *ops,
+static msam_status patch_conv_load(msam_linear **out, const msam_ops *ops, msam_ctx *ctx,
                                    const msam_weight_table *wt, const char *prefix, int cout,
                                    int cin, msam_error *err) {
     char name[256];
@@ -65,7 +65,7 @@ static msam_status patch_conv_load(msam_linear **out, const msam_ops *ops,
         for (int ci = 0; ci < cin; ci++)
             for (int t = 0; t < 4; t++)
                 rw[(size_t)o * cin * 4 + (size_t)t * cin + ci] = w[((size_t)o * cin + ci) * 4 + t];
-    *out = ops->linear_create(rw, b, cout, cin * 4);
+    *out = ops->linear_create(ctx, rw, b, cout, cin * 4);
     free(rw);
     if (!*out) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading '%s'", prefix);
     return MSAM_OK;
@@ -90,7 +90,7 @@ static msam_status copy_row(float *dst, const msam_weight_table *wt, const char 
     return MSAM_OK;
 }
 
-msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, const msam_weight_table *wt,
+msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,
                              msam_error *err) {
     msam_status st;
     char name[128];
@@ -103,12 +103,15 @@ msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, const msam_
         if ((st = copy_row(pw->point_emb[i], wt, name, err))) return st;
     }
     if ((st = copy_row(pw->not_a_point, wt, "prompt_encoder.not_a_point_embed.weight", err))) return st;
-    if ((st = copy_row(pw->no_mask, wt, "prompt_encoder.no_mask_embed.weight", err))) return st;
-    if ((st = patch_conv_load(&pw->md0, ops, wt, "prompt_encoder.mask_downscaling.0", 4, 1, err))) return st;
-    if ((st = msam_norm_load(&pw->md1, ops, wt, "prompt_encoder.mask_downscaling.1", 4, err))) return st;
-    if ((st = patch_conv_load(&pw->md3, ops, wt, "prompt_encoder.mask_downscaling.3", 16, 4, err))) return st;
-    if ((st = msam_norm_load(&pw->md4, ops, wt, "prompt_encoder.mask_downscaling.4", 16, err))) return st;
-    if ((st = msam_linear_load(&pw->md6, ops, wt, "prompt_encoder.mask_downscaling.6", MSAM_EMB, 16, 1, err))) return st;
+    const float *no_mask = msam_wt_get(wt, "prompt_encoder.no_mask_embed.weight", MSAM_EMB, err);
+    if (!no_mask) return MSAM_ERR_WEIGHTS;
+    if (!(pw->no_mask = ops->upload(ctx, no_mask, MSAM_EMB)))
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the prompt encoder");
+    if ((st = patch_conv_load(&pw->md0, ops, ctx, wt, "prompt_encoder.mask_downscaling.0", 4, 1, err))) return st;
+    if ((st = msam_norm_load(&pw->md1, ops, ctx, wt, "prompt_encoder.mask_downscaling.1", 4, err))) return st;
+    if ((st = patch_conv_load(&pw->md3, ops, ctx, wt, "prompt_encoder.mask_downscaling.3", 16, 4, err))) return st;
+    if ((st = msam_norm_load(&pw->md4, ops, ctx, wt, "prompt_encoder.mask_downscaling.4", 16, err))) return st;
+    if ((st = msam_linear_load(&pw->md6, ops, ctx, wt, "prompt_encoder.mask_downscaling.6", MSAM_EMB, 16, 1, err))) return st;
 
     /* get_dense_pe(): the encoding of every cell centre of the 64 x 64 grid, channels-last. */
     float *pe = malloc(sizeof(float) * MSAM_PIX * MSAM_EMB);
@@ -117,23 +120,22 @@ msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, const msam_
         for (int j = 0; j < MSAM_GRID; j++)
             pe_encode(pw->gauss, ((float)j + 0.5f) / MSAM_GRID, ((float)i + 0.5f) / MSAM_GRID,
                       pe + ((size_t)i * MSAM_GRID + j) * MSAM_EMB);
-    pw->dense_pe = ops->upload(pe, (size_t)MSAM_PIX * MSAM_EMB);
+    pw->dense_pe = ops->upload(ctx, pe, (size_t)MSAM_PIX * MSAM_EMB);
     free(pe);
     if (!pw->dense_pe) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory building the dense positional encoding");
     return MSAM_OK;
 }
 
-void msam_prompt_release(msam_prompt_w *pw, const msam_ops *ops) {
-    if (ops->linear_free) {
-        ops->linear_free(pw->md0);
-        ops->linear_free(pw->md3);
-        ops->linear_free(pw->md6);
-    }
-    msam_norm_release(&pw->md1, ops);
-    msam_norm_release(&pw->md4, ops);
-    ops->release(pw->dense_pe);
+void msam_prompt_release(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx) {
+    ops->linear_free(ctx, pw->md0);
+    ops->linear_free(ctx, pw->md3);
+    ops->linear_free(ctx, pw->md6);
+    msam_norm_release(&pw->md1, ops, ctx);
+    msam_norm_release(&pw->md4, ops, ctx);
+    ops->release(ctx, pw->dense_pe);
+    ops->release(ctx, pw->no_mask);
     pw->md0 = pw->md3 = pw->md6 = NULL;
-    pw->dense_pe = NULL;
+    pw->dense_pe = pw->no_mask = NULL;
 }
 
 int msam_sparse_token_count(const msam_prompts *p) {
@@ -172,7 +174,7 @@ void msam_prompt_sparse(const msam_prompt_w *pw, const msam_prompts *p, int b, f
     }
 }
 
-void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, const float *mask256,
+void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx, const float *mask256,
                             float *dense, float *scratch) {
     /* conv2x2/s2 (1->4), LayerNorm2d, GELU, conv2x2/s2 (4->16), LayerNorm2d, GELU, conv1x1. */
     const int n1 = 128 * 128, n2 = 64 * 64;
@@ -181,14 +183,14 @@ void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, const 
     float *c1 = p1 + (size_t)n1 * 4;    /* 128 x 128 x 4 */
     float *p2 = c1 + (size_t)n1 * 4;    /* 64 x 64 x 16 patches */
     float *c2 = p2 + (size_t)n2 * 16;   /* 64 x 64 x 16 */
-    ops->copy_in(m, mask256, 256 * 256);
-    ops->space_to_depth2(p1, m, 256, 256, 1);
-    ops->linear(c1, 4, p1, 4, n1, pw->md0, MSAM_ACT_NONE, NULL, 0);
-    ops->layernorm(c1, c1, n1, 4, pw->md1.g, pw->md1.b, 1e-6f);
-    ops->activate(c1, c1, (size_t)n1 * 4, MSAM_ACT_GELU);
-    ops->space_to_depth2(p2, c1, 128, 128, 4);
-    ops->linear(c2, 16, p2, 16, n2, pw->md3, MSAM_ACT_NONE, NULL, 0);
-    ops->layernorm(c2, c2, n2, 16, pw->md4.g, pw->md4.b, 1e-6f);
-    ops->activate(c2, c2, (size_t)n2 * 16, MSAM_ACT_GELU);
-    ops->linear(dense, MSAM_EMB, c2, 16, n2, pw->md6, MSAM_ACT_NONE, NULL, 0);
+    ops->copy_in(ctx, m, mask256, sizeof(float) * 256 * 256);
+    ops->space_to_depth2(ctx, p1, m, 256, 256, 1);
+    ops->linear(ctx, c1, 4, p1, 4, n1, pw->md0, MSAM_ACT_NONE, NULL, 0);
+    ops->layernorm(ctx, c1, c1, n1, 4, pw->md1.g, pw->md1.b, 1e-6f);
+    ops->activate(ctx, c1, c1, (size_t)n1 * 4, MSAM_ACT_GELU);
+    ops->space_to_depth2(ctx, p2, c1, 128, 128, 4);
+    ops->linear(ctx, c2, 16, p2, 16, n2, pw->md3, MSAM_ACT_NONE, NULL, 0);
+    ops->layernorm(ctx, c2, c2, n2, 16, pw->md4.g, pw->md4.b, 1e-6f);
+    ops->activate(ctx, c2, c2, (size_t)n2 * 16, MSAM_ACT_GELU);
+    ops->linear(ctx, dense, MSAM_EMB, c2, 16, n2, pw->md6, MSAM_ACT_NONE, NULL, 0);
 }

@@ -1,17 +1,10 @@
-/* activation.h - activations shared by CPU kernels: the scalar forms (exact erf GELU, as torch's
- * default) and the constants of the one vector GELU every SIMD kernel uses. */
+/* activation.h - the constants of the one vector GELU every SIMD kernel of the CPU uses (the
+ * scalar forms, exact erf GELU as torch's default, are the references' in ref/ref.h). */
 #ifndef MSAM_CPU_ACTIVATION_H
 #define MSAM_CPU_ACTIVATION_H
 #include <math.h>
-#include "../core/ops.h"
+#include "../ref/ref.h" /* the scalar msam_gelu / msam_apply_act */
 
-static inline float msam_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-
-static inline float msam_apply_act(float x, msam_act act) {
-    if (act == MSAM_ACT_GELU) return msam_gelu(x);
-    if (act == MSAM_ACT_RELU) return x > 0.0f ? x : 0.0f;
-    return x;
-}
 
 /* Vector GELU, 0.5 x (1 + erf(x / sqrt 2)), computes h = 1 + erf(z) = 2 - erfc(|z|) (z >= 0) or
  * erfc(|z|) (z < 0), so the negative tail has no cancellation. erfc(t) = 2^G(t) for t = |z| in

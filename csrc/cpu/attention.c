@@ -7,6 +7,7 @@
 #endif
 
 #include "cpu_kernels.h"
+#include "../ref/ref.h"
 #include "threads.h"
 #include "vec_avx2.h"
 
@@ -190,63 +191,65 @@ MSAM_TARGET_AVX2 static void attend_head_avx2(float *out, ptrdiff_t ldo, const f
 
 #endif
 
-/* Few queries over many keys, a head per task: see attend_head_avx2. Returns 0 when it did not
- * run (no AVX2, a shape it does not take, or no memory for the score rows). */
+/* Few queries over many keys, a head per task: see attend_head_avx2. scratch holds
+ * scratch_threads blocks of MSAM_ATTN_SCRATCH_ROWS x MSAM_ATTN_SCRATCH_KEYS floats (one per
+ * thread, so nothing is allocated). Returns 0 when it did not run (no AVX2, no scratch, or a shape
+ * it does not take). */
 static int attention_by_head(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
-                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh, float scale) {
+                             const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh, float scale,
+                             float *scratch, int scratch_threads) {
 #if MSAM_HAVE_AVX2
-    if (nq > HEAD_ROWS_MAX || nk < VALUE_BLOCK || dh % 8 != 0 || !msam_use_avx2()) return 0;
-    const int nthreads = heads < msam_threads() ? heads : msam_threads();
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    if (nq > HEAD_ROWS_MAX || nq > MSAM_ATTN_SCRATCH_ROWS || nk < VALUE_BLOCK || nk > MSAM_ATTN_SCRATCH_KEYS ||
+        dh % 8 != 0 || !scratch || scratch_threads < 1 || !msam_use_avx2())
+        return 0;
+    int nthreads = heads < msam_threads() ? heads : msam_threads();
+    if (nthreads > scratch_threads) nthreads = scratch_threads;
+#pragma omp parallel num_threads(nthreads)
     {
-        float *s = malloc(sizeof(float) * (size_t)nq * nk);
-        if (!s) failed = 1;
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        float *s = scratch + (size_t)id * MSAM_ATTN_SCRATCH_ROWS * MSAM_ATTN_SCRATCH_KEYS;
 #pragma omp for schedule(static)
         for (int h = 0; h < heads; h++)
-            if (s)
-                attend_head_avx2(out + (size_t)h * dh, (ptrdiff_t)heads * dh, q + (size_t)h * dh, ldq, nq,
-                                 k + (size_t)h * dh, ldk, v + (size_t)h * dh, ldv, nk, dh, scale, s);
-        free(s);
+            attend_head_avx2(out + (size_t)h * dh, (ptrdiff_t)heads * dh, q + (size_t)h * dh, ldq, nq,
+                             k + (size_t)h * dh, ldk, v + (size_t)h * dh, ldv, nk, dh, scale, s);
     }
-    return !failed;
+    return 1;
 #else
     (void)out, (void)q, (void)ldq, (void)k, (void)ldk, (void)v, (void)ldv, (void)nq, (void)nk;
-    (void)heads, (void)dh, (void)scale;
+    (void)heads, (void)dh, (void)scale, (void)scratch, (void)scratch_threads;
     return 0;
 #endif
 }
 
 void msam_cpu_attention(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
-                        const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {
+                        const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh, float *scratch,
+                        int scratch_threads) {
     const float scale = 1.0f / sqrtf((float)dh);
     const int total = heads * nq;
-    if (dh > 64 || nk < 1) { /* not used by MobileSAM; keep it defined */
-        msam_cpu_attention_ref(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh);
+    if (dh > 64 || nk < 1 || nk > MAX_STACK_KEYS) { /* not used by MobileSAM; keep it defined */
+        msam_ref_attention(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh);
         return;
     }
-    if (attention_by_head(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh, scale)) return;
+    if (attention_by_head(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh, scale, scratch, scratch_threads)) return;
     const int nthreads = (long)nq * nk * heads > 16384 ? msam_threads() : 1;
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+#pragma omp parallel num_threads(nthreads)
     {
-        float stack_s[MAX_STACK_KEYS];
-        float *s = nk <= MAX_STACK_KEYS ? stack_s : malloc(sizeof(float) * (size_t)nk);
+        float s[MAX_STACK_KEYS]; /* one score row, 16 KB of the thread's stack */
         int nt = 1, id = 0;
 #ifdef _OPENMP
         nt = omp_get_num_threads(), id = omp_get_thread_num();
 #endif
         const int first = (int)((long)total * id / nt), last = (int)((long)total * (id + 1) / nt);
-        if (!s) failed = 1;
 #if MSAM_HAVE_AVX2
-        else if (dh % 8 == 0 && msam_use_avx2())
+        if (dh % 8 == 0 && msam_use_avx2())
             rows_avx2(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
+        else
 #endif
-        else rows_plain(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
-        if (s != stack_s) free(s);
+            rows_plain(out, q, ldq, k, ldk, v, ldv, first, last, nq, nk, heads, dh, scale, s);
     }
-    /* a thread had no memory for its score row (only with > 4096 keys): redo it all plainly */
-    if (failed) msam_cpu_attention_ref(out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh);
 }
 
 /* ---- probabilities only ------------------------------------------------------------------ */
@@ -316,52 +319,8 @@ void msam_cpu_attention_probs(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t
     }
 #endif
     if (done < nq)
-        msam_cpu_attention_probs_ref(P + (size_t)done * ldp, ldp, q + (size_t)done * ldq, ldq, k, ldk, nq - done, nk,
+        msam_ref_attention_probs(P + (size_t)done * ldp, ldp, q + (size_t)done * ldq, ldq, k, ldk, nq - done, nk,
                                      heads, dh);
 }
 
-/* Plain reference of attention_probs: per (query, head) the scores, their max, exp and sum. */
-void msam_cpu_attention_probs_ref(float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
-                                  ptrdiff_t ldk, int nq, int nk, int heads, int dh) {
-    const float scale = 1.0f / sqrtf((float)dh);
-    for (int i = 0; i < nq; i++)
-        for (int h = 0; h < heads; h++) {
-            const float *qi = q + (size_t)i * ldq + (size_t)h * dh;
-            float *p = P + (size_t)i * ldp + (size_t)h * nk;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < nk; j++) {
-                float dot = 0.0f;
-                for (int d = 0; d < dh; d++) dot += qi[d] * k[(size_t)j * ldk + (size_t)h * dh + d];
-                p[j] = dot * scale;
-                mx = fmaxf(mx, p[j]);
-            }
-            for (int j = 0; j < nk; j++) sum += (p[j] = expf(p[j] - mx));
-            for (int j = 0; j < nk; j++) p[j] /= sum;
-        }
-}
 
-/* Plain reference: three loops per (head, query), softmax with the max subtracted. */
-void msam_cpu_attention_ref(float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
-                            const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {
-    const float scale = 1.0f / sqrtf((float)dh);
-    for (int h = 0; h < heads; h++)
-        for (int i = 0; i < nq; i++) {
-            const float *qi = q + (size_t)i * ldq + (size_t)h * dh;
-            float *o = out + (size_t)i * heads * dh + (size_t)h * dh;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < nk; j++) {
-                float dot = 0.0f;
-                for (int d = 0; d < dh; d++) dot += qi[d] * k[(size_t)j * ldk + (size_t)h * dh + d];
-                mx = fmaxf(mx, dot * scale);
-            }
-            for (int d = 0; d < dh; d++) o[d] = 0.0f;
-            for (int j = 0; j < nk; j++) {
-                float dot = 0.0f;
-                for (int d = 0; d < dh; d++) dot += qi[d] * k[(size_t)j * ldk + (size_t)h * dh + d];
-                float p = expf(dot * scale - mx);
-                sum += p;
-                for (int d = 0; d < dh; d++) o[d] += p * v[(size_t)j * ldv + (size_t)h * dh + d];
-            }
-            for (int d = 0; d < dh; d++) o[d] /= sum;
-        }
-}

@@ -5,7 +5,7 @@
 
 #include "activation.h"
 #include "cpu_kernels.h"
-#include "../core/threads.h"
+#include "threads.h"
 
 /* Target size of one im2col block; at least one output row is always taken. */
 #define CONV_BLOCK_BYTES ((size_t)4 << 20)
@@ -82,21 +82,3 @@ void msam_cpu_conv3x3(float *y, const float *x, int h, int w, int cin, int strid
     }
 }
 
-void msam_cpu_conv3x3_ref(float *y, const float *x, int h, int w, int cin, int cout, int stride,
-                          const float *w_torch, const float *bias, msam_act act) {
-    const int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride;
-    for (int oy = 0; oy < ho; oy++)
-        for (int ox = 0; ox < wo; ox++)
-            for (int o = 0; o < cout; o++) {
-                float s = bias ? bias[o] : 0.0f;
-                for (int ci = 0; ci < cin; ci++)
-                    for (int ky = 0; ky < 3; ky++)
-                        for (int kx = 0; kx < 3; kx++) {
-                            const int iy = oy * stride - 1 + ky, ix = ox * stride - 1 + kx;
-                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                            s += x[((size_t)iy * w + ix) * cin + ci] *
-                                 w_torch[(((size_t)o * cin + ci) * 3 + ky) * 3 + kx];
-                        }
-                y[((size_t)oy * wo + ox) * cout + o] = msam_apply_act(s, act);
-            }
-}

@@ -1,5 +1,5 @@
-/* cpu_ops.c - the CPU backend's op table and its small ops (linear via the packed GEMM,
- * LayerNorm, elementwise, transpose, 2x2 space-to-depth). Host memory throughout. */
+/* cpu_ops.c - the CPU backend's small ops (linear via the packed GEMM, LayerNorm, elementwise,
+ * broadcast, transpose, 2x2 space-to-depth, input normalisation). Host memory throughout. */
 #define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <math.h>
 #include <stdlib.h>
@@ -11,16 +11,6 @@
 #include "resize.h"
 #include "threads.h"
 #include "vec_avx2.h"
-
-static void *cpu_alloc(size_t bytes) {
-    /* 64-byte aligned so kernels may use aligned vector loads on rows that start a buffer. */
-    void *p = NULL;
-    if (bytes == 0) bytes = 64;
-    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
-    return p;
-}
-
-static void cpu_release(void *p) { free(p); }
 
 msam_linear *msam_cpu_linear_create(const float *w, const float *bias, int n_out, int k_in) {
     msam_linear *lin = calloc(1, sizeof *lin);
@@ -46,13 +36,13 @@ void msam_cpu_linear_free(msam_linear *lin) {
     free(lin);
 }
 
-static void cpu_linear(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows,
+void msam_cpu_linear(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows,
                        const msam_linear *lin, msam_act act, const float *residual,
                        ptrdiff_t ldr) {
     msam_gemm(rows, x, ldx, lin->b, lin->bias, act, residual, ldr, y, ldy);
 }
 
-static void cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int m,
+void msam_cpu_matmul(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int m,
                        const float *w, ptrdiff_t ws_n, ptrdiff_t ws_k, int n, int k,
                        const float *bias, const float *residual, ptrdiff_t ldr, void *scratch) {
     msam_gemm_dyn(m, x, ldx, w, ws_n, ws_k, n, k, bias, MSAM_ACT_NONE, residual, ldr, y, ldy, scratch);
@@ -142,7 +132,7 @@ void msam_cpu_layernorm_rows(float *y, const float *x, int first, int last, int 
     layernorm_rows_any(y, x, first, last, c, gamma, beta, eps, NULL, NULL, NULL);
 }
 
-static void cpu_layernorm_pe(float *y, float *ype, float *rstd, const float *x, const float *pe, int rows,
+void msam_cpu_layernorm_pe(float *y, float *ype, float *rstd, const float *x, const float *pe, int rows,
                              int c, const float *gamma, const float *beta, float eps) {
     const int nt = rows > 64 ? msam_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -152,17 +142,17 @@ static void cpu_layernorm_pe(float *y, float *ype, float *rstd, const float *x, 
     }
 }
 
-static void cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
+void msam_cpu_layernorm(float *y, const float *x, int rows, int c, const float *gamma,
                           const float *beta, float eps) {
-    cpu_layernorm_pe(y, NULL, NULL, x, NULL, rows, c, gamma, beta, eps);
+    msam_cpu_layernorm_pe(y, NULL, NULL, x, NULL, rows, c, gamma, beta, eps);
 }
 
-static void cpu_add(float *y, const float *a, const float *b, size_t n) {
+void msam_cpu_add(float *y, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (n > 65536)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
-static void cpu_activate(float *y, const float *x, size_t n, msam_act act) {
+void msam_cpu_activate(float *y, const float *x, size_t n, msam_act act) {
 #if MSAM_HAVE_AVX2
     if (act == MSAM_ACT_GELU && msam_use_avx2()) {
         /* the GEMM epilogue's vector GELU (same accuracy as erff), in chunks over threads */
@@ -177,16 +167,6 @@ static void cpu_activate(float *y, const float *x, size_t n, msam_act act) {
 #endif
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (n > 16384)
     for (size_t i = 0; i < n; i++) y[i] = msam_apply_act(x[i], act);
-}
-
-static float *cpu_upload(const float *host, size_t n) {
-    float *p = cpu_alloc(sizeof(float) * n);
-    if (p) memcpy(p, host, sizeof(float) * n);
-    return p;
-}
-
-static void cpu_copy(float *dst, const float *src, size_t n) {
-    if (dst != src) memcpy(dst, src, sizeof(float) * n);
 }
 
 #if MSAM_HAVE_AVX2
@@ -205,7 +185,7 @@ MSAM_TARGET_AVX2 static void transpose_band_avx2(float *y, ptrdiff_t ldy, const 
 
 /* Bands of 16 rows, so both the rows read and the rows written stay in L1; whole 8 x 8 blocks in
  * AVX2 (the decoder's 4096 x 56 score matrices), the rest element by element. */
-static void cpu_transpose(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows, int cols) {
+void msam_cpu_transpose(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows, int cols) {
     const int tiles_r = (rows + 15) / 16;
     int use_avx2 = 0;
 #if MSAM_HAVE_AVX2
@@ -227,7 +207,7 @@ static void cpu_transpose(float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx
     }
 }
 
-static void cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
+void msam_cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
     const int ho = h / 2, wo = w / 2;
 #pragma omp parallel for schedule(static) num_threads(msam_threads()) if (h * w * c > 65536)
     for (int oy = 0; oy < ho; oy++)
@@ -238,40 +218,30 @@ static void cpu_space_to_depth2(float *y, const float *x, int h, int w, int c) {
                        sizeof(float) * (size_t)c);
 }
 
-static const msam_ops g_cpu_ops = {
-    .name = "cpu",
-    .device = MSAM_DEVICE_CPU,
-    .alloc = cpu_alloc,
-    .release = cpu_release,
-    .linear_create = msam_cpu_linear_create,
-    .linear_free = msam_cpu_linear_free,
-    .linear = cpu_linear,
-    .layernorm = cpu_layernorm,
-    .layernorm_pe = cpu_layernorm_pe,
-    .add = cpu_add,
-    .activate = cpu_activate,
-    .upload = cpu_upload,
-    .copy_in = cpu_copy,
-    .copy_out = cpu_copy,
-    .conv3x3_create = msam_cpu_conv3x3_create,
-    .conv3x3_scratch_bytes = msam_cpu_conv3x3_scratch_bytes,
-    .conv3x3 = msam_cpu_conv3x3,
-    .dwconv3x3 = msam_cpu_dwconv3x3,
-    .window_attention = msam_cpu_window_attention,
-    .window_attention_scratch_bytes = msam_cpu_window_attention_scratch_bytes,
-    .attention = msam_cpu_attention,
-    .attention_probs = msam_cpu_attention_probs,
-    .matmul_scratch_bytes = msam_gemm_dyn_scratch_bytes,
-    .matmul = cpu_matmul,
-    .softmax = msam_cpu_softmax,
-    .transpose = cpu_transpose,
-    .space_to_depth2 = cpu_space_to_depth2,
-    .upscale_masks_scratch_bytes = msam_cpu_upscale_masks_scratch_bytes,
-    .upscale_masks = msam_cpu_upscale_masks,
-    .resize_bilinear = msam_resize_bilinear_f32,
-    .resize_bilinear_mask = msam_resize_bilinear_mask,
-};
+void msam_cpu_add_row(float *y, const float *x, const float *row, int rows, int c) {
+#pragma omp parallel for schedule(static) num_threads(msam_threads()) if ((long)rows * c > 65536)
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * c;
+        const float *xr = x ? x + (size_t)r * c : NULL;
+        for (int i = 0; i < c; i++) yr[i] = (xr ? xr[i] : 0.0f) + row[i];
+    }
+}
 
-const msam_ops *msam_cpu_ops(void) { return &g_cpu_ops; }
-
-const char *msam_cpu_isa(void) { return msam_gemm_isa(); }
+void msam_cpu_normalize_pad(float *y, int side, const void *x, msam_dtype type, int h, int w,
+                            ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float mean[3],
+                            const float std[3]) {
+#pragma omp parallel for schedule(static) num_threads(msam_threads())
+    for (int yy = 0; yy < side; yy++) {
+        float *row = y + (size_t)yy * side * 3;
+        for (int xx = 0; xx < side; xx++)
+            for (int c = 0; c < 3; c++) {
+                float v = 0.0f;
+                if (yy < h && xx < w) {
+                    const ptrdiff_t o = c * stride_c + yy * stride_y + xx * stride_x;
+                    const float raw = type == MSAM_U8 ? (float)((const uint8_t *)x)[o] : ((const float *)x)[o];
+                    v = (raw - mean[c]) / std[c];
+                }
+                row[(size_t)xx * 3 + c] = v;
+            }
+    }
+}

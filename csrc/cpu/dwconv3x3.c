@@ -5,7 +5,7 @@
 
 #include "activation.h"
 #include "cpu_kernels.h"
-#include "../core/threads.h"
+#include "threads.h"
 
 #include "vec_avx2.h"
 
@@ -154,19 +154,3 @@ void msam_cpu_dwconv3x3(float *y, const float *x, int h, int w, int c, int strid
     }
 }
 
-void msam_cpu_dwconv3x3_ref(float *y, const float *x, int h, int w, int c, int stride,
-                            const float *w9c, const float *bias, msam_act act) {
-    const int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride;
-    for (int oy = 0; oy < ho; oy++)
-        for (int ox = 0; ox < wo; ox++)
-            for (int ch = 0; ch < c; ch++) {
-                float s = bias ? bias[ch] : 0.0f;
-                for (int ky = 0; ky < 3; ky++)
-                    for (int kx = 0; kx < 3; kx++) {
-                        int iy = oy * stride - 1 + ky, ix = ox * stride - 1 + kx;
-                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                        s += x[((size_t)iy * w + ix) * c + ch] * w9c[(size_t)(ky * 3 + kx) * c + ch];
-                    }
-                y[((size_t)oy * wo + ox) * c + ch] = msam_apply_act(s, act);
-            }
-}

@@ -1,6 +1,6 @@
 /* gemm.h - fp32 matrix multiply for the CPU backend: C = act(A . B + bias + residual).
  * B (a weight) is packed once at load for the micro-kernel chosen at run time (AVX-512, AVX2/FMA
- * or generic C); A and C are row-major activations. msam_gemm_ref is the plain reference. */
+ * or generic C); A and C are row-major activations. Its reference is msam_ref_gemm (ref/). */
 #ifndef MSAM_CPU_GEMM_H
 #define MSAM_CPU_GEMM_H
 
@@ -39,10 +39,6 @@ void msam_gemm_dyn_serial(int M, const float *A, ptrdiff_t lda, const float *w, 
                           ptrdiff_t s_k, int n, int k, const float *bias, msam_act act, const float *R,
                           ptrdiff_t ldr, float *C, ptrdiff_t ldc, void *scratch, int packed);
 
-/* Same contract with B unpacked as W [n][k]; single-threaded, obviously correct. */
-void msam_gemm_ref(int M, int n, int k, const float *A, ptrdiff_t lda, const float *w_nk,
-                   const float *bias, msam_act act, const float *R, ptrdiff_t ldr, float *C,
-                   ptrdiff_t ldc);
 
 /* "avx512", "avx2" or "generic"; MSAM_ISA=generic|avx2|avx512 in the environment caps it. */
 const char *msam_gemm_isa(void);

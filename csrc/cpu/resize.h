@@ -1,19 +1,11 @@
-/* resize.h - the two image resamplers of MobileSAM's pipeline, written to match the reference:
- * Pillow's antialiased bilinear (preprocessing) and torch's bilinear interpolate (masks). */
+/* resize.h - the mask resampler of MobileSAM's post-processing, written to match the reference:
+ * torch's bilinear interpolate (the Pillow-exact image resize is host-only, csrc/host/). */
 #ifndef MSAM_CPU_RESIZE_H
 #define MSAM_CPU_RESIZE_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "msam.h"
-
-/* Bit-exact with PIL.Image.resize((nw, nh), Image.BILINEAR) on an RGB image (Pillow's two-pass
- * separable convolution, support scaled by the downscale factor, 8-bit fixed point rounding).
- * src: h x w pixels, rows src_row_stride bytes apart, pixels src_px_stride bytes apart, 3
- * channels 1 byte apart, reversed when bgr != 0. dst: nh x nw x 3 packed. Returns MSAM_ERR_NOMEM
- * if its temporary buffers cannot be had. */
-msam_status msam_resize_rgb8_pillow(const uint8_t *src, int h, int w, ptrdiff_t src_row_stride,
-                                    ptrdiff_t src_px_stride, int bgr, uint8_t *dst, int nh, int nw);
 
 /* Matches torch.nn.functional.interpolate(mode="bilinear", align_corners=False, no antialias)
  * for one float plane: src sh x sw (rows src_ld floats apart) -> dst dh x dw (rows dst_ld apart).

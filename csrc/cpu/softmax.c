@@ -5,7 +5,7 @@
 
 #include "cpu_kernels.h"
 #include "vec_avx2.h"
-#include "../core/threads.h"
+#include "threads.h"
 
 /* Vectors handled together: when they are back to back (stride == len) their exponentials are
  * one contiguous run, so short vectors (7 tokens) still fill whole SIMD registers. */
@@ -107,14 +107,3 @@ void msam_cpu_softmax(float *x, int count, ptrdiff_t stride, int len, float scal
     }
 }
 
-/* Plain reference: max, exp, sum and divide per vector, in double for the sum. */
-void msam_cpu_softmax_ref(float *x, int count, ptrdiff_t stride, int len, float scale) {
-    for (int a = 0; a < count; a++) {
-        float *v = x + (ptrdiff_t)a * stride;
-        float mx = -INFINITY;
-        for (int j = 0; j < len; j++) mx = fmaxf(mx, v[j] * scale);
-        double sum = 0.0;
-        for (int j = 0; j < len; j++) sum += exp((double)(v[j] * scale - mx));
-        for (int j = 0; j < len; j++) v[j] = (float)(exp((double)(v[j] * scale - mx)) / sum);
-    }
-}

@@ -17,30 +17,7 @@
  * where the unfused form wrote 12 MB and read it back three times. */
 enum { PIX_BLOCK = 24 };
 
-/* Where row r of the second product's output lands in the 4g x 4g logit plane (two nested 2x2
- * sub-pixels, see ops.h). */
-static inline size_t subpixel_offset(int r, int g) {
-    const int px = r >> 4, t1 = (r >> 2) & 3, t2 = r & 3;
-    const int Y = 4 * (px / g) + 2 * (t1 >> 1) + (t2 >> 1), X = 4 * (px % g) + 2 * (t1 & 1) + (t2 & 1);
-    return (size_t)Y * (size_t)(4 * g) + (size_t)X;
-}
 
-/* Mask logits of rows [first, last): row r is up[(r - first) * c], dotted with the n <= 4
- * hypernetwork vectors (plain form). */
-static void mask_logit_rows(float *restrict low, const float *restrict up, const float *restrict hyper,
-                            int first, int last, int g, int c, int n) {
-    const size_t plane = (size_t)16 * g * g;
-    for (int r = first; r < last; r++) {
-        const float *u = up + (size_t)(r - first) * c;
-        const size_t o = subpixel_offset(r, g);
-        for (int i = 0; i < n; i++) {
-            const float *hy = hyper + (size_t)i * c;
-            float acc = 0.0f;
-            for (int k = 0; k < c; k++) acc += u[k] * hy[k];
-            low[(size_t)i * plane + o] = acc;
-        }
-    }
-}
 
 #if MSAM_HAVE_AVX2
 /* The same for c % 8 == 0 (c <= 64), 8 rows at a time: their 8 partial vectors per mask are
@@ -54,9 +31,9 @@ MSAM_TARGET_AVX2 static void mask_logit_rows_avx2(float *restrict low, const flo
     const size_t plane = (size_t)W * W;
     const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
     int r = first;
-    for (; r < last && (r & 7); r++) mask_logit_rows(low, up + (size_t)(r - first) * c, hyper, r, r + 1, g, c, n);
+    for (; r < last && (r & 7); r++) msam_ref_mask_logit_rows(low, up + (size_t)(r - first) * c, hyper, r, r + 1, g, c, n);
     for (; r + 8 <= last; r += 8) {
-        const size_t o = subpixel_offset(r, g);
+        const size_t o = msam_ref_subpixel_offset(r, g);
         for (int i = 0; i < n; i++) {
             const float *hy = hyper + (size_t)i * c;
             __m256 acc[8];
@@ -75,7 +52,7 @@ MSAM_TARGET_AVX2 static void mask_logit_rows_avx2(float *restrict low, const flo
             _mm_storeu_ps(dst + W, _mm256_extractf128_ps(sum, 1));
         }
     }
-    mask_logit_rows(low, up + (size_t)(r - first) * c, hyper, r, last, g, c, n);
+    msam_ref_mask_logit_rows(low, up + (size_t)(r - first) * c, hyper, r, last, g, c, n);
 }
 #endif
 
@@ -87,7 +64,7 @@ static void mask_logits(float *low, const float *up, const float *hyper, int fir
         return;
     }
 #endif
-    mask_logit_rows(low, up, hyper, first, last, g, c, n);
+    msam_ref_mask_logit_rows(low, up, hyper, first, last, g, c, n);
 }
 
 /* GELU in place over one of the block's maps, while it is in L1/L2. A pass of its own is cheaper
@@ -171,24 +148,3 @@ void msam_cpu_upscale_masks(float *low, const float *x, const msam_upscale_parts
     }
 }
 
-/* Plain reference, unfused and single-threaded: the weights unpacked ([n_out][k_in] in the
- * sub-pixel order of ops.h), the double-sum GEMM, then LayerNorm, GELU and the logits in turn.
- * u1 holds g*g*4*c1 floats and u2 g*g*16*c. */
-void msam_cpu_upscale_masks_ref(float *low, const float *x, int g, int cin, int c1, int c,
-                                const float *w1, const float *b1, const float *gamma, const float *beta,
-                                float eps, const float *w2, const float *b2, const float *hyper, int n,
-                                float *u1, float *u2) {
-    const int pixels = g * g;
-    msam_gemm_ref(pixels, 4 * c1, cin, x, cin, w1, b1, MSAM_ACT_NONE, NULL, 0, u1, 4 * c1);
-    for (int r = 0; r < 4 * pixels; r++) {
-        float *v = u1 + (size_t)r * c1;
-        double mean = 0.0, var = 0.0;
-        for (int i = 0; i < c1; i++) mean += v[i];
-        mean /= c1;
-        for (int i = 0; i < c1; i++) var += (v[i] - mean) * (v[i] - mean);
-        const double rstd = 1.0 / sqrt(var / c1 + eps);
-        for (int i = 0; i < c1; i++) v[i] = msam_gelu((float)((v[i] - mean) * rstd * gamma[i] + beta[i]));
-    }
-    msam_gemm_ref(4 * pixels, 4 * c, c1, u1, c1, w2, b2, MSAM_ACT_GELU, NULL, 0, u2, 4 * c);
-    mask_logit_rows(low, u2, hyper, 0, 16 * pixels, g, c, n);
-}

@@ -21,6 +21,25 @@ typedef enum {
 
 typedef enum { MSAM_DEVICE_CPU = 0, MSAM_DEVICE_CUDA = 1 } msam_device;
 
+/* 1 when this library was built with the backend for device (the CPU always is). */
+int msam_device_available(msam_device device);
+
+/* ---- the model's fixed sizes and the library's limits (their one home) ---------- */
+#define MSAM_IMG_SIZE 1024      /* encoder input side: the long side after ResizeLongestSide */
+#define MSAM_EMBED_DIM 256      /* image embedding: 256 x 64 x 64 */
+#define MSAM_EMBED_SIDE 64
+#define MSAM_LOW_RES 256        /* low-resolution mask logits: 256 x 256 */
+/* Sam.pixel_mean / pixel_std (RGB, 0..255 scale) */
+#define MSAM_PIXEL_MEAN_INIT {123.675f, 116.28f, 103.53f}
+#define MSAM_PIXEL_STD_INIT {58.395f, 57.12f, 57.375f}
+/* The largest image a predictor takes (checked before anything is allocated): each side at most
+ * MSAM_MAX_IMAGE_SIDE pixels and at most MSAM_MAX_IMAGE_PIXELS pixels in all (16384 x 16384). */
+#define MSAM_MAX_IMAGE_SIDE 65536
+#define MSAM_MAX_IMAGE_PIXELS ((int64_t)1 << 28)
+/* Points (and box) per prompt set: the decoder's token buffers are sized for this many when a
+ * session is created, so predict never allocates. */
+#define MSAM_MAX_PROMPT_POINTS 256
+
 /* Every fallible call takes an error buffer (may be NULL) that receives a message. */
 typedef struct {
     char msg[512];
@@ -55,6 +74,22 @@ msam_status msam_model_create(const msam_weight *weights, size_t n_weights, msam
 void msam_model_free(msam_model *model);
 msam_device msam_model_device(const msam_model *model);
 
+/* ---- buffers in the model's backend memory (outputs; host memory on the CPU) ---- */
+typedef struct msam_buffer msam_buffer;
+
+/* bytes of op memory of m's backend; the model must outlive the buffer. */
+msam_status msam_buffer_create(const msam_model *m, size_t bytes, msam_buffer **out, msam_error *err);
+void msam_buffer_free(msam_buffer *b);
+void *msam_buffer_data(const msam_buffer *b);
+size_t msam_buffer_size(const msam_buffer *b);
+msam_device msam_buffer_device(const msam_buffer *b);
+/* Copy bytes from offset of b into host memory, waiting for the copy (a device->host transfer
+ * on a GPU backend). */
+msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, size_t bytes, msam_error *err);
+/* Copy bytes between two buffers of the same backend (offsets in bytes). */
+msam_status msam_buffer_copy(msam_buffer *dst, size_t dst_offset, const msam_buffer *src, size_t src_offset,
+                             size_t bytes, msam_error *err);
+
 /* ---- session (one predictor: arena, image embedding, sizes) ------------------ */
 typedef struct msam_session msam_session;
 
@@ -84,8 +119,8 @@ msam_status msam_session_set_image_f32(msam_session *s, const float *chw, int h,
 msam_status msam_session_set_embedding(msam_session *s, const float *chw_256x64x64,
                                        ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x,
                                        msam_error *err);
-/* Copy the current embedding out as packed 256 x 64 x 64 (C,H,W). */
-msam_status msam_session_get_embedding(const msam_session *s, float *out, msam_error *err);
+/* Copy the current embedding out as packed 256 x 64 x 64 (C,H,W) host floats. */
+msam_status msam_session_get_embedding(msam_session *s, float *out, msam_error *err);
 void msam_session_reset(msam_session *s);
 int msam_session_has_image(const msam_session *s);
 
@@ -106,6 +141,7 @@ typedef struct {
     int return_logits;        /* 1: masks are float logits, 0: uint8 0/1 */
     int orig_h, orig_w;       /* original image size */
     int input_h, input_w;     /* resized size before padding */
+    /* All three in the model's backend memory (msam_buffer_data; on the CPU any host memory): */
     void *masks;              /* B x C x orig_h x orig_w, float or uint8; NULL: no post-processing */
     float *iou;               /* B x C */
     float *low_res;           /* B x C x 256 x 256, or NULL to skip */
@@ -125,7 +161,7 @@ void msam_session_counters(const msam_session *s, msam_counters *out);
 /* Prompt encoder alone (stage parity): sparse B x T x 256 (T = n_points + pad + 2*box),
  * dense B' x 64 x 64 x 256 channels-last where B' = mask_batch or 1. */
 int msam_sparse_token_count(const msam_prompts *p);
-msam_status msam_encode_prompts(const msam_session *s, const msam_prompts *p, float *sparse,
+msam_status msam_encode_prompts(msam_session *s, const msam_prompts *p, float *sparse,
                                 float *dense_hwc, msam_error *err);
 
 msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o,

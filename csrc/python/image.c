@@ -1,11 +1,10 @@
-/* image.c (binding) - resize_rgb8 (the Pillow-exact preprocessing resize) and the test hooks
- * _resize_bilinear_f32 / _mask (the mask resampler), validating arrays and releasing the GIL. */
+/* image.c (binding) - resize_rgb8, the Pillow-exact preprocessing resize of a host image (a
+ * host utility of the public API), validating the array and releasing the GIL. */
 #include "binding.h"
 
-#include "cpu/resize.h"
-
-/* Sides up to 2^24: Pillow's resampler works from float box edges, exact up to there. */
-#define MAX_SIDE (1 << 24)
+/* Sides up to the library's image limit (msam.h; Pillow's resampler, working from float box
+ * edges, stays exact far beyond it). */
+#define MAX_SIDE MSAM_MAX_IMAGE_SIDE
 
 /* shape of an array as a tuple, for messages (NULL with an exception on failure) */
 static PyObject *shape_tuple(PyArrayObject *arr) {
@@ -43,7 +42,7 @@ static PyArrayObject *as_array(PyObject *obj, const char *name, const char *expe
     return arr;
 }
 
-static int check_side(Py_ssize_t v, const char *name) {
+int msam_py_check_side(Py_ssize_t v, const char *name) {
     if (v < 1 || v > MAX_SIDE) {
         PyErr_Format(msam_py_InputError, "%s must be between 1 and %d, got %zd", name, MAX_SIDE, v);
         return -1;
@@ -59,7 +58,7 @@ static PyObject *py_resize_rgb8(PyObject *self, PyObject *args, PyObject *kwargs
     int bgr = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Onn|p:resize_rgb8", kwlist, &image, &nh, &nw, &bgr))
         return NULL;
-    if (check_side(nh, "new_h") < 0 || check_side(nw, "new_w") < 0) return NULL;
+    if (msam_py_check_side(nh, "new_h") < 0 || msam_py_check_side(nw, "new_w") < 0) return NULL;
 
     PyArrayObject *arr = as_array(image, "image", expect);
     if (!arr) return NULL;
@@ -101,81 +100,11 @@ static PyObject *py_resize_rgb8(PyObject *self, PyObject *args, PyObject *kwargs
     return (PyObject *)out;
 }
 
-/* Both mask resampler hooks: float results (NPY_FLOAT32) or the mask of those > 0 (NPY_BOOL). */
-static PyObject *resize_bilinear(PyObject *args, PyObject *kwargs, const char *format, int out_type) {
-    static char *kwlist[] = {"plane", "dh", "dw", "crop_h", "crop_w", NULL};
-    static const char *expect = "a 2-D float32 array";
-    PyObject *plane;
-    Py_ssize_t dh, dw, crop_h = -1, crop_w = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &plane, &dh, &dw, &crop_h, &crop_w))
-        return NULL;
-    if (check_side(dh, "dh") < 0 || check_side(dw, "dw") < 0) return NULL;
-    if (crop_h == -1) crop_h = dh;
-    if (crop_w == -1) crop_w = dw;
-    if (crop_h < 1 || crop_h > dh)
-        return PyErr_Format(msam_py_InputError, "crop_h must be between 1 and dh=%zd, got %zd", dh, crop_h);
-    if (crop_w < 1 || crop_w > dw)
-        return PyErr_Format(msam_py_InputError, "crop_w must be between 1 and dw=%zd, got %zd", dw, crop_w);
-
-    PyArrayObject *arr = as_array(plane, "plane", expect);
-    if (!arr) return NULL;
-    if (PyArray_NDIM(arr) != 2 || PyArray_TYPE(arr) != NPY_FLOAT32 || PyArray_DIM(arr, 0) < 1 ||
-        PyArray_DIM(arr, 1) < 1 || PyArray_DIM(arr, 0) > MAX_SIDE || PyArray_DIM(arr, 1) > MAX_SIDE) {
-        bad_array(arr, "plane", expect);
-        Py_DECREF(arr);
-        return NULL;
-    }
-    /* rows may be any whole number of floats apart; elements must be adjacent and aligned */
-    if (PyArray_STRIDE(arr, 1) != (npy_intp)sizeof(float) || PyArray_STRIDE(arr, 0) % (npy_intp)sizeof(float) ||
-        !PyArray_ISALIGNED(arr) || PyArray_ISBYTESWAPPED(arr)) {
-        PyArrayObject *c = (PyArrayObject *)PyArray_FROMANY((PyObject *)arr, NPY_FLOAT32, 2, 2,
-                                                             NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
-        Py_DECREF(arr);
-        if (!(arr = c)) return NULL;
-    }
-
-    npy_intp dims[2] = {crop_h, crop_w};
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, out_type);
-    if (!out) {
-        Py_DECREF(arr);
-        return NULL;
-    }
-    const float *src = (const float *)PyArray_DATA(arr);
-    const int sh = (int)PyArray_DIM(arr, 0), sw = (int)PyArray_DIM(arr, 1);
-    const ptrdiff_t src_ld = PyArray_STRIDE(arr, 0) / (npy_intp)sizeof(float);
-    Py_BEGIN_ALLOW_THREADS
-    if (out_type == NPY_BOOL)
-        msam_resize_bilinear_mask(src, sh, sw, src_ld, (uint8_t *)PyArray_DATA(out), (int)dh, (int)dw,
-                                  (ptrdiff_t)crop_w, (int)crop_h, (int)crop_w);
-    else
-        msam_resize_bilinear_f32(src, sh, sw, src_ld, (float *)PyArray_DATA(out), (int)dh, (int)dw,
-                                 (ptrdiff_t)crop_w, (int)crop_h, (int)crop_w);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(arr);
-    return (PyObject *)out;
-}
-
-static PyObject *py_resize_bilinear_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return resize_bilinear(args, kwargs, "Onn|nn:_resize_bilinear_f32", NPY_FLOAT32);
-}
-
-static PyObject *py_resize_bilinear_mask(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return resize_bilinear(args, kwargs, "Onn|nn:_resize_bilinear_mask", NPY_BOOL);
-}
-
 static PyMethodDef image_methods[] = {
     {"resize_rgb8", (PyCFunction)(void (*)(void))py_resize_rgb8, METH_VARARGS | METH_KEYWORDS,
      "resize_rgb8(image, new_h, new_w, bgr=False)\n--\n\n"
      "Resize an HxWx3 uint8 image (any strides) to new_h x new_w x 3 RGB, bit-identical to\n"
      "PIL.Image.resize((new_w, new_h), Image.BILINEAR). bgr=True reads the channels reversed."},
-    {"_resize_bilinear_f32", (PyCFunction)(void (*)(void))py_resize_bilinear_f32, METH_VARARGS | METH_KEYWORDS,
-     "_resize_bilinear_f32(plane, dh, dw, crop_h=dh, crop_w=dw)\n--\n\n"
-     "Test hook: torch.nn.functional.interpolate(bilinear, align_corners=False) of a 2-D float32\n"
-     "plane to dh x dw, returning only the top-left crop_h x crop_w."},
-    {"_resize_bilinear_mask", (PyCFunction)(void (*)(void))py_resize_bilinear_mask, METH_VARARGS | METH_KEYWORDS,
-     "_resize_bilinear_mask(plane, dh, dw, crop_h=dh, crop_w=dw)\n--\n\n"
-     "Test hook: _resize_bilinear_f32(plane, dh, dw, crop_h, crop_w) > 0 as a bool array, computed\n"
-     "without the float plane (the kernel predict uses for masks)."},
     {NULL, NULL, 0, NULL}};
 
 int msam_py_add_image(PyObject *m) { return PyModule_AddFunctions(m, image_methods); }

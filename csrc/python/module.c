@@ -61,6 +61,30 @@ static PyMethodDef module_methods[] = {
      "[(name, shape, dtype)] of every tensor a MobileSAM vit_t state dict holds."},
     {NULL, NULL, 0, NULL}};
 
+/* The model's fixed sizes and the library's limits, from their one home (msam.h). */
+static int add_constants(PyObject *m) {
+    static const float mean[3] = MSAM_PIXEL_MEAN_INIT, std[3] = MSAM_PIXEL_STD_INIT;
+    PyObject *pm = Py_BuildValue("(ddd)", (double)mean[0], (double)mean[1], (double)mean[2]);
+    PyObject *ps = Py_BuildValue("(ddd)", (double)std[0], (double)std[1], (double)std[2]);
+    PyObject *cuda = PyBool_FromLong(msam_device_available(MSAM_DEVICE_CUDA));
+    if (!pm || !ps || !cuda || PyModule_AddObject(m, "PIXEL_MEAN", pm) < 0) goto fail;
+    pm = NULL;
+    if (PyModule_AddObject(m, "PIXEL_STD", ps) < 0) goto fail;
+    ps = NULL;
+    if (PyModule_AddObject(m, "CUDA_BUILT", cuda) < 0) goto fail;
+    cuda = NULL;
+    if (PyModule_AddIntConstant(m, "IMG_SIZE", MSAM_IMG_SIZE) < 0 ||
+        PyModule_AddIntConstant(m, "LOW_RES", MSAM_LOW_RES) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_IMAGE_SIDE", MSAM_MAX_IMAGE_SIDE) < 0 ||
+        PyModule_AddObject(m, "MAX_IMAGE_PIXELS", PyLong_FromLongLong(MSAM_MAX_IMAGE_PIXELS)) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PROMPT_POINTS", MSAM_MAX_PROMPT_POINTS) < 0)
+        return -1;
+    return 0;
+fail:
+    Py_XDECREF(pm), Py_XDECREF(ps), Py_XDECREF(cuda);
+    return -1;
+}
+
 static int module_exec(PyObject *m) {
     if (_import_array() < 0) return -1;
     if (!msam_py_InputError) {
@@ -79,10 +103,10 @@ static int module_exec(PyObject *m) {
         Py_DECREF(msam_py_InputError);
         return -1;
     }
-    if (msam_py_add_model(m) < 0 || msam_py_add_predictor(m) < 0 || msam_py_add_image(m) < 0 ||
-        msam_py_add_kernels(m) < 0)
+    if (msam_py_add_model(m) < 0 || msam_py_add_predictor(m) < 0 || msam_py_add_array(m) < 0 ||
+        msam_py_add_image(m) < 0 || msam_py_add_kernels(m) < 0)
         return -1;
-    return 0;
+    return add_constants(m);
 }
 
 static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};

@@ -1,21 +1,26 @@
 /* predictor.c - the Predictor type: one core session per predictor. set_image / predict parse
- * and check their arguments, create the output arrays, and run the core with the GIL released. */
+ * and check their arguments, create the outputs in the model's backend memory, and run the core
+ * with the GIL released. The predictor's lock covers every read and write of its image state. */
 #include "binding.h"
+#include "core/msam_test.h" /* _op_trace (test hook) */
 #include "prompt_args.h"
 #include "py_model.h"
 
+#include <dlfcn.h>
 #include <pythread.h>
 #include <string.h>
 
-#define IMG 1024
+#define IMG MSAM_IMG_SIZE
 
 typedef struct {
     PyObject_HEAD
     ModelObject *model;  /* strong reference: the core model outlives the session */
     msam_session *sess;
-    PyThread_type_lock lock; /* one core call at a time per predictor */
+    PyThread_type_lock lock; /* one core call at a time per predictor; guards the image state */
     uint8_t *resized;    /* 1024 x 1024 x 3 staging for set_image */
+    /* image state, read and written with the lock held */
     int orig_h, orig_w, input_h, input_w;
+    unsigned long image_gen; /* bumped by every image change, so predict can see one under it */
     PyObject *features;  /* cached 1x256x64x64 embedding array, or NULL */
 } PredictorObject;
 
@@ -126,8 +131,22 @@ static int parse_size(PyObject *obj, const char *name, int *h, int *w, int max_s
     return 0;
 }
 
+/* The documented image limits (msam.h), checked before anything is allocated for the image. */
+static int check_image_limits(Py_ssize_t h, Py_ssize_t w, const char *name) {
+    if (h < 1 || w < 1 || h > MSAM_MAX_IMAGE_SIDE || w > MSAM_MAX_IMAGE_SIDE ||
+        (int64_t)h * (int64_t)w > MSAM_MAX_IMAGE_PIXELS) {
+        PyErr_Format(msam_py_InputError,
+                     "%s must be at least 1x1, at most %d pixels a side and %lld pixels in all, got %zdx%zd", name,
+                     MSAM_MAX_IMAGE_SIDE, (long long)MSAM_MAX_IMAGE_PIXELS, h, w);
+        return -1;
+    }
+    return 0;
+}
+
+/* Record a new image's sizes; call with the lock held. */
 static void image_set(PredictorObject *p, int oh, int ow, int ih, int iw) {
     p->orig_h = oh, p->orig_w = ow, p->input_h = ih, p->input_w = iw;
+    p->image_gen++;
     Py_CLEAR(p->features);
 }
 
@@ -153,9 +172,9 @@ static PyObject *Predictor_set_image(PyObject *self, PyObject *args, PyObject *k
         Py_DECREF(arr);
         return NULL;
     }
-    if (PyArray_DIM(arr, 0) > 1 << 20 || PyArray_DIM(arr, 1) > 1 << 20) {
+    if (check_image_limits(PyArray_DIM(arr, 0), PyArray_DIM(arr, 1), "image") < 0) { /* before any copy */
         Py_DECREF(arr);
-        return PyErr_Format(msam_py_InputError, "image sides must be at most %d pixels", 1 << 20);
+        return NULL;
     }
     /* the resampler takes any row/pixel steps (negative too) but channels 1 byte apart */
     if (PyArray_STRIDE(arr, 2) != 1) {
@@ -173,10 +192,10 @@ static PyObject *Predictor_set_image(PyObject *self, PyObject *args, PyObject *k
                           strcmp(format, "BGR") == 0, p->resized, nh, nw, &err);
     if (!st) st = msam_session_set_image_u8(p->sess, p->resized, nh, nw, NULL, NULL, &err);
     Py_END_ALLOW_THREADS
+    image_set(p, h, w, nh, nw); /* a failed set leaves no image: its sizes go too */
     lock_give(p);
     Py_DECREF(arr);
     if (st) return msam_py_raise(st, &err);
-    image_set(p, h, w, nh, nw);
     Py_RETURN_NONE;
 }
 
@@ -251,6 +270,7 @@ static PyObject *run_torch_image(PredictorObject *p, PyObject *image, int oh, in
                                     PyArray_STRIDE(arr, 2) / es, PyArray_STRIDE(arr, 3) / es,
                                     with_stages ? collect_stage : NULL, &sink, &err);
     Py_END_ALLOW_THREADS
+    image_set(p, oh, ow, h, w);
     lock_give(p);
     Py_DECREF(arr);
     if (st) {
@@ -261,7 +281,6 @@ static PyObject *run_torch_image(PredictorObject *p, PyObject *image, int oh, in
         Py_XDECREF(sink.dict);
         return PyErr_NoMemory();
     }
-    image_set(p, oh, ow, h, w);
     if (with_stages) return sink.dict;
     Py_RETURN_NONE;
 }
@@ -272,7 +291,9 @@ static PyObject *Predictor_set_torch_image(PyObject *self, PyObject *args, PyObj
     PredictorObject *p = (PredictorObject *)self;
     int oh, ow;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:set_torch_image", kwlist, &image, &size) || !ready(p)) return NULL;
-    if (parse_size(size, "original_image_size", &oh, &ow, 1 << 20) < 0) return NULL;
+    if (parse_size(size, "original_image_size", &oh, &ow, MSAM_MAX_IMAGE_SIDE) < 0 ||
+        check_image_limits(oh, ow, "original_image_size") < 0)
+        return NULL;
     return run_torch_image(p, image, oh, ow, 0);
 }
 
@@ -289,9 +310,14 @@ static PyObject *Predictor_set_image_embedding(PyObject *self, PyObject *args, P
     int oh, ow, ih, iw;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:set_image_embedding", kwlist, &emb, &osize, &isize) || !ready(p))
         return NULL;
-    if (parse_size(osize, "original_size", &oh, &ow, 1 << 20) < 0) return NULL;
+    if (parse_size(osize, "original_size", &oh, &ow, MSAM_MAX_IMAGE_SIDE) < 0 ||
+        check_image_limits(oh, ow, "original_size") < 0)
+        return NULL;
     if (isize == Py_None) msam_py_preprocess_shape(oh, ow, &ih, &iw);
     else if (parse_size(isize, "input_size", &ih, &iw, IMG) < 0) return NULL;
+    else if (ih != IMG && iw != IMG)
+        return PyErr_Format(msam_py_InputError, "input_size must have its long side equal to %d (the resized "
+                            "image before padding, as set_image makes it), got (%d, %d)", IMG, ih, iw);
     PyArrayObject *arr = float_array(emb, "embedding", "a 1x256x64x64 float array");
     if (!arr) return NULL;
     int nd = PyArray_NDIM(arr), off = nd == 4 ? 1 : 0;
@@ -311,10 +337,10 @@ static PyObject *Predictor_set_image_embedding(PyObject *self, PyObject *args, P
     st = msam_session_set_embedding(p->sess, PyArray_DATA(arr), PyArray_STRIDE(arr, off) / es,
                                     PyArray_STRIDE(arr, off + 1) / es, PyArray_STRIDE(arr, off + 2) / es, &err);
     Py_END_ALLOW_THREADS
+    if (!st || !msam_session_has_image(p->sess)) image_set(p, oh, ow, ih, iw);
     lock_give(p);
     Py_DECREF(arr);
     if (st) return msam_py_raise(st, &err);
-    image_set(p, oh, ow, ih, iw);
     Py_RETURN_NONE;
 }
 
@@ -323,43 +349,95 @@ static PyObject *not_set_error(const char *what) {
     return NULL;
 }
 
+/* Test instrumentation: tests preload an allocation counter (tests/alloc_probe.c) that exports
+ * msam_alloc_probe_begin/end, and predict brackets its core call with them, so a test can show
+ * that the core's predict allocates nothing. Absent (the usual case), nothing is called. */
+typedef void (*probe_fn)(void);
+static probe_fn probe_begin, probe_end;
+static int probe_looked;
+
+static void probe_lookup(void) {
+    if (probe_looked) return;
+    probe_looked = 1; /* under the GIL */
+    probe_begin = (probe_fn)dlsym(RTLD_DEFAULT, "msam_alloc_probe_begin");
+    probe_end = (probe_fn)dlsym(RTLD_DEFAULT, "msam_alloc_probe_end");
+    if (!probe_begin || !probe_end) probe_begin = probe_end = NULL;
+}
+
+/* One output in the model's backend memory: an Array, or None when not wanted. */
+static PyObject *new_output(PredictorObject *p, int want, int ndim, const npy_intp *dims, int typenum) {
+    if (!want) Py_RETURN_NONE;
+    return msam_py_array_new((PyObject *)p->model, p->model->model, ndim, dims, typenum);
+}
+
+/* What the caller gets for an output Array: NumPy where the model computes on the CPU or
+ * as_numpy is set (a view of host memory, or a host copy of device memory), else the Array. */
+static PyObject *hand_out(PyObject *arr, int as_numpy, msam_device device) {
+    if (arr == Py_None || (!as_numpy && device != MSAM_DEVICE_CPU)) return arr;
+    PyObject *np = msam_py_array_numpy(arr);
+    Py_DECREF(arr);
+    return np;
+}
+
 static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *labels, PyObject *boxes,
                              PyObject *mask, int multimask, int return_logits, int return_low_res, int single,
-                             int return_masks) {
-    if (!msam_session_has_image(p->sess)) return not_set_error("before mask prediction");
-    prompt_args a;
-    if (prompt_args_parse(&a, coords, labels, boxes, mask, single, p->orig_h, p->orig_w) < 0) {
+                             int return_masks, int as_numpy) {
+    /* The prompt arguments are converted (Python code may run) with the lock free; the image they
+     * were scaled for is then checked under the lock, and the work redone if it changed meanwhile. */
+    for (;;) {
+        lock_take(p);
+        const int has = msam_session_has_image(p->sess);
+        const int oh = p->orig_h, ow = p->orig_w, ih = p->input_h, iw = p->input_w;
+        const unsigned long gen = p->image_gen;
+        lock_give(p);
+        if (!has) return not_set_error("before mask prediction");
+        prompt_args a;
+        if (prompt_args_parse(&a, coords, labels, boxes, mask, single, oh, ow) < 0) {
+            prompt_args_clear(&a);
+            return NULL;
+        }
+        const int B = a.p.batch, C = msam_num_masks(multimask);
+        npy_intp mdims[4] = {B, C, oh, ow}, idims[2] = {B, C}, ldims[4] = {B, C, MSAM_LOW_RES, MSAM_LOW_RES};
+        const int off = single ? 1 : 0; /* predict() drops the batch axis */
+        PyObject *masks = new_output(p, return_masks, 4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL);
+        PyObject *iou = masks ? new_output(p, 1, 2 - off, idims + off, NPY_FLOAT32) : NULL;
+        PyObject *low = iou ? new_output(p, return_low_res, 4 - off, ldims + off, NPY_FLOAT32) : NULL;
+        if (!masks || !iou || !low) {
+            Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+            prompt_args_clear(&a);
+            return NULL;
+        }
+        msam_outputs o = {multimask, return_logits, oh, ow, ih, iw,
+                          return_masks ? msam_py_array_data(masks) : NULL, msam_py_array_data(iou),
+                          return_low_res ? msam_py_array_data(low) : NULL};
+        msam_error err = {{0}};
+        msam_status st = MSAM_OK;
+        int stale;
+        lock_take(p);
+        stale = p->image_gen != gen;
+        if (!stale) {
+            probe_lookup();
+            Py_BEGIN_ALLOW_THREADS
+            if (probe_begin) probe_begin();
+            st = msam_predict(p->sess, &a.p, &o, &err);
+            if (probe_end) probe_end();
+            Py_END_ALLOW_THREADS
+        }
+        lock_give(p);
         prompt_args_clear(&a);
-        return NULL;
+        if (st || stale) {
+            Py_DECREF(masks), Py_DECREF(iou), Py_DECREF(low);
+            if (st) return msam_py_raise(st, &err);
+            continue; /* another thread set an image in between: use the new one */
+        }
+        const msam_device dev = p->model->device;
+        if (!(masks = hand_out(masks, as_numpy, dev)) || !(iou = hand_out(iou, as_numpy, dev)) ||
+            !(low = hand_out(low, as_numpy, dev))) {
+            Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+            return NULL;
+        }
+        return Py_BuildValue("(NNN)", masks, iou, low);
     }
-    const int B = a.p.batch, C = msam_num_masks(multimask);
-    npy_intp mdims[4] = {B, C, p->orig_h, p->orig_w}, idims[2] = {B, C}, ldims[4] = {B, C, 256, 256};
-    const int off = single ? 1 : 0; /* predict() drops the batch axis */
-    PyObject *masks = return_masks ? PyArray_SimpleNew(4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL)
-                                   : (Py_INCREF(Py_None), Py_None);
-    PyObject *iou = PyArray_SimpleNew(2 - off, idims + off, NPY_FLOAT32);
-    PyObject *low = return_low_res ? PyArray_SimpleNew(4 - off, ldims + off, NPY_FLOAT32) : (Py_INCREF(Py_None), Py_None);
-    if (!masks || !iou || !low) {
-        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
-        prompt_args_clear(&a);
-        return NULL;
-    }
-    msam_outputs o = {multimask, return_logits, p->orig_h, p->orig_w, p->input_h, p->input_w,
-                      return_masks ? PyArray_DATA((PyArrayObject *)masks) : NULL, PyArray_DATA((PyArrayObject *)iou),
-                      return_low_res ? PyArray_DATA((PyArrayObject *)low) : NULL};
-    msam_error err = {{0}};
-    msam_status st;
-    lock_take(p);
-    Py_BEGIN_ALLOW_THREADS
-    st = msam_predict(p->sess, &a.p, &o, &err);
-    Py_END_ALLOW_THREADS
-    lock_give(p);
-    prompt_args_clear(&a);
-    if (st) {
-        Py_DECREF(masks), Py_DECREF(iou), Py_DECREF(low);
-        return msam_py_raise(st, &err);
-    }
-    return Py_BuildValue("(NNN)", masks, iou, low);
 }
 
 static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -371,7 +449,7 @@ static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwa
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOOpppp:predict", kwlist, &coords, &labels, &box,
                                      &mask, &multimask, &logits, &as_numpy, &low_res) || !ready(p))
         return NULL;
-    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1, 1);
+    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1, 1, as_numpy);
 }
 
 static PyObject *Predictor_predict_torch(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -383,7 +461,7 @@ static PyObject *Predictor_predict_torch(PyObject *self, PyObject *args, PyObjec
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOpppp$p:predict_torch", kwlist, &coords, &labels,
                                      &boxes, &mask, &multimask, &logits, &as_numpy, &low_res, &masks) || !ready(p))
         return NULL;
-    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0, masks);
+    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0, masks, as_numpy);
 }
 
 static PyObject *Predictor_encode_prompts(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -434,23 +512,30 @@ static PyObject *Predictor_encode_prompts(PyObject *self, PyObject *args, PyObje
 static PyObject *Predictor_get_image_embedding(PyObject *self, PyObject *unused) {
     PredictorObject *p = (PredictorObject *)self;
     if (!ready(p)) return NULL;
-    if (!msam_session_has_image(p->sess)) return not_set_error("to generate an embedding");
-    if (!p->features) {
-        npy_intp dims[4] = {1, 256, 64, 64};
+    PyObject *out = NULL;
+    lock_take(p);
+    if (!msam_session_has_image(p->sess)) {
+        not_set_error("to generate an embedding");
+    } else if (p->features) {
+        out = p->features;
+        Py_INCREF(out);
+    } else {
+        npy_intp dims[4] = {1, MSAM_EMBED_DIM, MSAM_EMBED_SIDE, MSAM_EMBED_SIDE};
         PyObject *arr = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
-        if (!arr) return NULL;
         msam_error err = {{0}};
-        lock_take(p);
-        msam_status st = msam_session_get_embedding(p->sess, PyArray_DATA((PyArrayObject *)arr), &err);
-        lock_give(p);
+        msam_status st = arr ? msam_session_get_embedding(p->sess, PyArray_DATA((PyArrayObject *)arr), &err) : MSAM_OK;
         if (st) {
-            Py_DECREF(arr);
-            return msam_py_raise(st, &err);
+            Py_CLEAR(arr);
+            msam_py_raise(st, &err);
         }
-        p->features = arr;
+        if (arr) {
+            p->features = arr;
+            Py_INCREF(arr);
+            out = arr;
+        }
     }
-    Py_INCREF(p->features);
-    return p->features;
+    lock_give(p);
+    return out;
 }
 
 static PyObject *Predictor_transfer_counts(PyObject *self, PyObject *unused) {
@@ -464,42 +549,59 @@ static PyObject *Predictor_transfer_counts(PyObject *self, PyObject *unused) {
                          "syncs", (unsigned long long)c.syncs, "allocs", (unsigned long long)c.allocs);
 }
 
+static PyObject *Predictor_op_trace(PyObject *self, PyObject *unused) {
+    PredictorObject *p = (PredictorObject *)self;
+    if (!ready(p)) return NULL;
+    uint64_t hash, count;
+    lock_take(p);
+    msam_test_session_trace(p->sess, &hash, &count);
+    lock_give(p);
+    return Py_BuildValue("(KK)", (unsigned long long)hash, (unsigned long long)count);
+}
+
 static PyObject *Predictor_reset_image(PyObject *self, PyObject *unused) {
     PredictorObject *p = (PredictorObject *)self;
     if (!ready(p)) return NULL;
     lock_take(p);
     msam_session_reset(p->sess);
+    image_set(p, 0, 0, 0, 0);
     lock_give(p);
-    Py_CLEAR(p->features);
-    p->orig_h = p->orig_w = p->input_h = p->input_w = 0;
     Py_RETURN_NONE;
 }
 
 static PyObject *get_is_image_set(PyObject *self, void *c) {
     PredictorObject *p = (PredictorObject *)self;
-    return PyBool_FromLong(p->sess && msam_session_has_image(p->sess));
+    if (!p->sess) Py_RETURN_FALSE;
+    lock_take(p);
+    const int has = msam_session_has_image(p->sess);
+    lock_give(p);
+    return PyBool_FromLong(has);
 }
 
-static PyObject *size_or_none(PyObject *self, int h, int w) {
-    PredictorObject *p = (PredictorObject *)self;
-    if (!p->sess || !msam_session_has_image(p->sess)) Py_RETURN_NONE;
+/* (H, W) of the current image's original (which == 0) or resized (1) size, or None. */
+static PyObject *image_size(PredictorObject *p, int which) {
+    if (!p->sess) Py_RETURN_NONE;
+    lock_take(p);
+    const int has = msam_session_has_image(p->sess);
+    const int h = which ? p->input_h : p->orig_h, w = which ? p->input_w : p->orig_w;
+    lock_give(p);
+    if (!has) Py_RETURN_NONE;
     return Py_BuildValue("(ii)", h, w);
 }
 
-static PyObject *get_original_size(PyObject *self, void *c) {
-    PredictorObject *p = (PredictorObject *)self;
-    return size_or_none(self, p->orig_h, p->orig_w);
-}
+static PyObject *get_original_size(PyObject *self, void *c) { return image_size((PredictorObject *)self, 0); }
 
-static PyObject *get_input_size(PyObject *self, void *c) {
-    PredictorObject *p = (PredictorObject *)self;
-    return size_or_none(self, p->input_h, p->input_w);
-}
+static PyObject *get_input_size(PyObject *self, void *c) { return image_size((PredictorObject *)self, 1); }
 
 static PyObject *get_features(PyObject *self, void *c) {
     PredictorObject *p = (PredictorObject *)self;
-    if (!p->sess || !msam_session_has_image(p->sess)) Py_RETURN_NONE;
-    return Predictor_get_image_embedding(self, NULL);
+    if (!p->sess) Py_RETURN_NONE;
+    PyObject *emb = Predictor_get_image_embedding(self, NULL);
+    if (!emb && PyErr_ExceptionMatches(PyExc_RuntimeError)) { /* no image: None, as the original's */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return emb;
 }
 
 static PyObject *get_device(PyObject *self, void *c) {
@@ -530,6 +632,9 @@ static PyMethodDef Predictor_methods[] = {
      "_encoder_stages(x 1x3x1024x1024 raw pixels) -> {stage: HxWxC array}: per-stage encoder outputs."},
     {"get_image_embedding", Predictor_get_image_embedding, METH_NOARGS, "The 1x256x64x64 image embedding."},
     {"reset_image", Predictor_reset_image, METH_NOARGS, "Forget the current image."},
+    {"_op_trace", Predictor_op_trace, METH_NOARGS,
+     "_op_trace() -> (hash, count): the session's op trace, an FNV-1a hash of the names of the ops run so far\n"
+     "and their count (test hook: equal sequences add equal counts)."},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Predictor_getset[] = {

@@ -1,0 +1,55 @@
+/* buffer.c - msam_buffer: a block of a model's backend memory with its size, for outputs the
+ * caller owns (a predictor's masks, IoU and low-res logits) and for reading them back. */
+#include <stdlib.h>
+
+#include "model.h"
+
+struct msam_buffer {
+    const msam_model *model;
+    void *data;
+    size_t bytes;
+};
+
+msam_status msam_buffer_create(const msam_model *m, size_t bytes, msam_buffer **out, msam_error *err) {
+    if (!m || !out) return msam_fail(err, MSAM_ERR_ARG, "model and out must not be NULL");
+    *out = NULL;
+    msam_buffer *b = calloc(1, sizeof *b);
+    if (!b) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory for a buffer");
+    b->model = m;
+    b->bytes = bytes;
+    if (!(b->data = m->ops->alloc(NULL, bytes ? bytes : 1))) {
+        free(b);
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of %s memory for a buffer of %zu bytes", m->ops->name, bytes);
+    }
+    *out = b;
+    return MSAM_OK;
+}
+
+void msam_buffer_free(msam_buffer *b) {
+    if (!b) return;
+    b->model->ops->release(NULL, b->data);
+    free(b);
+}
+
+void *msam_buffer_data(const msam_buffer *b) { return b ? b->data : NULL; }
+size_t msam_buffer_size(const msam_buffer *b) { return b ? b->bytes : 0; }
+msam_device msam_buffer_device(const msam_buffer *b) { return b->model->device; }
+
+msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, size_t bytes, msam_error *err) {
+    if (!b || (!host && bytes)) return msam_fail(err, MSAM_ERR_ARG, "buffer and host must not be NULL");
+    if (offset > b->bytes || bytes > b->bytes - offset)
+        return msam_fail(err, MSAM_ERR_ARG, "reading %zu bytes at %zu overruns a buffer of %zu", bytes, offset, b->bytes);
+    if (bytes) b->model->ops->copy_out(NULL, host, (const char *)b->data + offset, bytes);
+    return MSAM_OK;
+}
+
+msam_status msam_buffer_copy(msam_buffer *dst, size_t dst_offset, const msam_buffer *src, size_t src_offset,
+                             size_t bytes, msam_error *err) {
+    if (!dst || !src) return msam_fail(err, MSAM_ERR_ARG, "buffers must not be NULL");
+    if (dst->model->ops != src->model->ops) return msam_fail(err, MSAM_ERR_ARG, "buffers live on different backends");
+    if (dst_offset > dst->bytes || bytes > dst->bytes - dst_offset || src_offset > src->bytes ||
+        bytes > src->bytes - src_offset)
+        return msam_fail(err, MSAM_ERR_ARG, "copying %zu bytes overruns a buffer", bytes);
+    if (bytes) dst->model->ops->copy(NULL, (char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
+    return MSAM_OK;
+}
