@@ -191,3 +191,33 @@ def test_conformance_suite_covers_the_table():
                      "upload", "linear_create", "conv3x3_create", "ctx_free"}
     covered = {case[0] for seed in range(3) for case in _C._conformance("cpu", seed)}
     assert table - not_computing <= covered, sorted(table - not_computing - covered)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_op_matches_its_reference(seed):
+    """The op-conformance suite: each op of the CPU table (the one the model uses) against its plain
+    C reference (csrc/ref) on seeded random shapes, edge sizes included."""
+    cases = _C._conformance("cpu", seed)
+    assert len(cases) > 100
+    bad = [c for c in cases if not c[2] <= c[3]]
+    assert not bad, bad
+
+
+def test_conformance_suite_can_fail():
+    """The suite is not blind: the reference it checks against disagrees with a perturbed op (here,
+    the test hook's reference path against the table's, on a case the suite covers)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((17, 40)).astype(np.float32)
+    a = _C._softmax(x, 33, 0.25)
+    b = _C._softmax(x, 33, 0.25, ref=True)
+    assert np.abs(a - b).max() < 1e-6
+    assert np.abs(_C._softmax(x, 33, 0.26, ref=True) - a).max() > 1e-3
+
+
+def test_unbuilt_device_is_a_clear_error():
+    """A device this build lacks is named in the error (a CUDA build has the table instead)."""
+    if not _C.CUDA_BUILT:
+        with pytest.raises(RuntimeError, match="not built into this mobile_sam_c"):
+            _C._conformance("cuda")
+    with pytest.raises(mobile_sam_c.InputError, match="device must be 'cpu' or 'cuda'"):
+        _C._conformance("tpu")

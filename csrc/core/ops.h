@@ -179,7 +179,7 @@ typedef struct msam_ops {
                           size_t scratch_bytes);
 
     /* Post-processing: bilinear (align_corners=False) resize of one plane with an optional crop
-     * of the output grid (see cpu/resize.h); the _mask form writes the mask (result > 0) as
+     * of the output grid (see host/mask_resize.h); the _mask form writes the mask (result > 0) as
      * 0 / 1 bytes instead of the floats, bit-identical to thresholding resize_bilinear's. */
     void (*resize_bilinear)(msam_ctx *ctx, const float *src, int sh, int sw, ptrdiff_t src_ld,
                             float *dst, int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);

@@ -6,7 +6,7 @@
 
 #include "cpu_backend.h"
 #include "cpu_kernels.h"
-#include "resize.h"
+#include "mask_resize.h" /* host/: the torch-exact mask resize */
 #include "threads.h"
 
 /* The CPU context: counters, the op trace, and per-thread score rows for attention (so no op

@@ -8,7 +8,6 @@
 #include "activation.h"
 #include "cpu_kernels.h"
 #include "gemm_internal.h"
-#include "resize.h"
 #include "threads.h"
 #include "vec_avx2.h"
 

@@ -93,6 +93,17 @@ static void rb_close(run_backend *r) {
     r->ctx = NULL;
 }
 
+/* Close the run and hand out out, or MemoryError if staging failed (out is released). */
+static PyObject *rb_finish(run_backend *r, PyArrayObject *out) {
+    const int failed = r->failed;
+    rb_close(r);
+    if (failed) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)out;
+}
+
 /* ---- hooks --------------------------------------------------------------------------------- */
 
 static PyObject *gemm_common(PyObject *args, PyObject *kwargs, int use_ref) {
@@ -157,13 +168,7 @@ static PyObject *gemm_common(PyObject *args, PyObject *kwargs, int use_ref) {
         rb.ops->copy_out(rb.ctx, C, y, cb);
     }
     Py_END_ALLOW_THREADS
-    const int failed = rb.failed;
-    rb_close(&rb);
-    if (failed) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)out;
+    return rb_finish(&rb, out);
 }
 
 /* _matmul: the per-call-operand product (ops->matmul) with W as [n][k] or, transposed, [k][n]. */
@@ -220,13 +225,7 @@ static PyObject *py_matmul(PyObject *self, PyObject *args, PyObject *kwargs) {
         rb.ops->copy_out(rb.ctx, C, y, cb);
     }
     Py_END_ALLOW_THREADS
-    const int failed = rb.failed;
-    rb_close(&rb);
-    if (failed) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)out;
+    return rb_finish(&rb, out);
 }
 
 /* Run one in-place or single-output op on staged memory: in (in_bytes) -> out (out_bytes). */
@@ -247,13 +246,7 @@ static PyObject *run_one(PyArrayObject *out, const void *in, size_t in_bytes, si
         rb.ops->copy_out(rb.ctx, PyArray_DATA(out), y, out_bytes);
     }
     Py_END_ALLOW_THREADS
-    const int failed = rb.failed;
-    rb_close(&rb);
-    if (failed) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)out;
+    return rb_finish(&rb, out);
 }
 
 typedef struct {
@@ -357,13 +350,7 @@ static PyObject *py_attention_probs(PyObject *self, PyObject *args, PyObject *kw
         rb.ops->copy_out(rb.ctx, P, pd, pb);
     }
     Py_END_ALLOW_THREADS
-    const int failed = rb.failed;
-    rb_close(&rb);
-    if (failed) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)out;
+    return rb_finish(&rb, out);
 }
 
 /* x (g*g, cin); w1 (4*c1, cin), b1 (4*c1); gamma, beta (c1); w2 (4*c, c1), b2 (4*c); hyper (n, c). */
@@ -430,13 +417,7 @@ static PyObject *py_upscale_masks(PyObject *self, PyObject *args, PyObject *kwar
         rb.ops->copy_out(rb.ctx, low, ld, lb);
     }
     Py_END_ALLOW_THREADS
-    const int failed = rb.failed;
-    rb_close(&rb);
-    if (failed) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)out;
+    return rb_finish(&rb, out);
 }
 
 /* The split input of upscale_masks (msam_upscale_parts): p0, p1 (g*g, k); m0, m1 (k, 4*c1);
@@ -501,14 +482,9 @@ static PyObject *py_upscale_masks_parts(PyObject *self, PyObject *args, PyObject
         rb.ops->copy_out(rb.ctx, low, ld, lb);
     }
     Py_END_ALLOW_THREADS
-    const int failed = rb.failed;
-    rb_close(&rb);
+    PyObject *res = rb_finish(&rb, out);
     PyMem_RawFree(zeros);
-    if (failed) {
-        Py_DECREF(out);
-        return PyErr_NoMemory();
-    }
-    return (PyObject *)out;
+    return res;
 }
 
 typedef struct {

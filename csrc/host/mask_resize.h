@@ -1,7 +1,7 @@
-/* resize.h - the mask resampler of MobileSAM's post-processing, written to match the reference:
- * torch's bilinear interpolate (the Pillow-exact image resize is host-only, csrc/host/). */
-#ifndef MSAM_CPU_RESIZE_H
-#define MSAM_CPU_RESIZE_H
+/* mask_resize.h - the mask resampler of MobileSAM's post-processing on host planes, written to
+ * match torch's bilinear interpolate (the CPU backend's resize ops, and the mask generator). */
+#ifndef MSAM_HOST_MASK_RESIZE_H
+#define MSAM_HOST_MASK_RESIZE_H
 
 #include <stddef.h>
 #include <stdint.h>
