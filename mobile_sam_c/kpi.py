@@ -62,6 +62,7 @@ _sinks: Tuple[Sink, ...] = ()
 _reported_failures: set = set()  # ids of sinks (and "logging") whose failure was already reported
 _last_alert: Dict[str, float] = {}
 _suppressed: Dict[str, int] = {}
+_clock = time.monotonic  # the rate limiter's clock (tests replace it)
 
 
 def _env_threshold(name: str, default: Optional[float]) -> Optional[float]:
@@ -344,7 +345,7 @@ def check_alerts(event: Mapping[str, Any], model_device: str) -> List[Tuple[str,
 
 def _alert(name: str, message: str, event: Event) -> None:
     """Log one alert as a WARNING unless one of the same kind went out within the interval."""
-    now = time.monotonic()
+    now = _clock()
     with _lock:
         last = _last_alert.get(name)
         if last is not None and now - last < _settings.alert_interval_s:
@@ -403,8 +404,8 @@ class PrometheusExporter:
     def __call__(self, event: Event) -> None:
         kind = event.get("event")
         if kind == PREDICT_EVENT:
-            labels = (("as_numpy", str(event["as_numpy"])), ("return_low_res", str(event["return_low_res"])),
-                      ("mask_device", str(event["mask_device"])))
+            labels = (("as_numpy", str(event["as_numpy"])), ("mask_device", str(event["mask_device"])),
+                      ("return_low_res", str(event["return_low_res"])))
             metric = "predict"
         elif kind == SET_IMAGE_EVENT:
             labels, metric = (("device", str(event["device"])),), "set_image"
