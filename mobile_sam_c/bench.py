@@ -5,7 +5,8 @@ Timings are medians and 95th percentiles over calls interleaved round-robin acro
 load that drifts hits every mode alike), synchronised on a GPU. Memory per call is what the call
 allocates and returns: tracemalloc's peak over the call (it sees Python's and NumPy's allocations,
 so the NumPy outputs) plus any returned bytes it did not see (device memory, or buffers allocated
-outside the tracer); the core's arena is allocated once at load and not counted.
+outside the tracer), measured on the last (untimed) warm-up call; the core's arena is allocated
+once at load and not counted.
 """
 from __future__ import annotations
 
@@ -201,10 +202,16 @@ class Plan:
 
 def _time_predicts(predictor: SamPredictor, prompt: Dict[str, np.ndarray], plan: Plan, sync: Callable[[], None],
                    progress: Progress, device: str) -> Dict[str, Dict[str, Any]]:
-    """Per mode: latency samples (ms) and device-to-host copies, round-robin over the modes."""
+    """Per mode: latency samples (ms), device-to-host copies, and the memory of the last warm-up
+    call (measured there, so tracemalloc's own cost never enters a timed call), round-robin."""
     stats: Dict[str, Dict[str, Any]] = {m: {"samples": [], "d2h": 0} for m, _, _ in MODES}
     for i in range(plan.warmup + plan.repeat):
         for mode, as_numpy, low_res in MODES:
+            if i == plan.warmup - 1:
+                stats[mode]["memory"] = memory_of_call(
+                    lambda: predictor.predict(**prompt, as_numpy=as_numpy, return_low_res=low_res))
+                progress.step(f"{device} predict {mode}")
+                continue
             d2h = predictor.transfer_counts()["d2h"]
             sync()
             t0 = time.perf_counter()
@@ -220,9 +227,15 @@ def _time_predicts(predictor: SamPredictor, prompt: Dict[str, np.ndarray], plan:
 
 
 def _time_calls(call: Callable[[], Any], warmup: int, repeat: int, sync: Callable[[], None],
-                progress: Progress, label: str) -> List[float]:
+                progress: Progress, label: str) -> Tuple[List[float], Tuple[int, int]]:
+    """Latency samples (ms) of the timed calls, and memory_of_call of the last warm-up call."""
     samples = []
+    memory = (0, 0)
     for i in range(warmup + repeat):
+        if i == warmup - 1:
+            memory = memory_of_call(call)
+            progress.step(label)
+            continue
         sync()
         t0 = time.perf_counter()
         call()
@@ -230,7 +243,7 @@ def _time_calls(call: Callable[[], Any], warmup: int, repeat: int, sync: Callabl
         if i >= warmup:
             samples.append(1e3 * (time.perf_counter() - t0))
         progress.step(label)
-    return samples
+    return samples, memory
 
 
 def _kpi_overhead(predictor: SamPredictor, prompt: Dict[str, np.ndarray], plan: Plan,
@@ -259,8 +272,10 @@ def _bench_ours(model: Sam, image: np.ndarray, prompt: Dict[str, np.ndarray], pl
     device = model.device
     predictor = SamPredictor(model)
     sync = _synchronizer(device)
-    image_samples = _time_calls(lambda: predictor.set_image(image), 1, plan.image_repeat, sync, progress,
-                                f"{device} set_image")
+    d2h = predictor.transfer_counts()["d2h"]
+    image_samples, image_memory = _time_calls(lambda: predictor.set_image(image), 1, plan.image_repeat, sync,
+                                              progress, f"{device} set_image")
+    image_d2h = (predictor.transfer_counts()["d2h"] - d2h) / (1 + plan.image_repeat)
     stats = _time_predicts(predictor, prompt, plan, sync, progress, device)
     rows = []
     for mode, as_numpy, low_res in MODES:
@@ -270,15 +285,13 @@ def _bench_ours(model: Sam, image: np.ndarray, prompt: Dict[str, np.ndarray], pl
         row["n"] = len(s["samples"])
         row["median_ms"], row["p95_ms"] = _percentiles(s["samples"])
         row["transfers_per_frame"] = s["d2h"] / max(len(s["samples"]), 1)
-        row["memory_per_call_bytes"], row["output_bytes"] = memory_of_call(
-            lambda: predictor.predict(**prompt, as_numpy=as_numpy, return_low_res=low_res))
+        row["memory_per_call_bytes"], row["output_bytes"] = s["memory"]
         rows.append(row)
     row = _row(device, OURS, "set_image")
     row["samples_ms"], row["n"] = image_samples, len(image_samples)
     row["median_ms"], row["p95_ms"] = _percentiles(image_samples)
-    d2h = predictor.transfer_counts()["d2h"]
-    row["memory_per_call_bytes"], row["output_bytes"] = memory_of_call(lambda: predictor.set_image(image))
-    row["transfers_per_frame"] = predictor.transfer_counts()["d2h"] - d2h
+    row["memory_per_call_bytes"], row["output_bytes"] = image_memory
+    row["transfers_per_frame"] = image_d2h
     rows.append(row)
     overhead = _kpi_overhead(predictor, prompt, plan, progress)
     overhead["device"] = device
@@ -290,16 +303,16 @@ def _bench_pytorch(ref: Any, device: str, image: np.ndarray, prompt: Dict[str, n
     """MobileSAM's SamPredictor: set_image, and predict (NumPy outputs with the low-res logits,
     the only mode it has: legacy). Its device copies are not counted (no counters in PyTorch)."""
     sync = _synchronizer(device)
-    image_samples = _time_calls(lambda: ref.set_image(image), 1, plan.image_repeat, sync, progress,
-                                f"{device} PyTorch set_image")
-    predict = lambda: ref.predict(**prompt, multimask_output=True)  # noqa: E731
-    samples = _time_calls(predict, plan.warmup, plan.repeat, sync, progress, f"{device} PyTorch predict")
+    set_image = _time_calls(lambda: ref.set_image(image), 1, plan.image_repeat, sync, progress,
+                            f"{device} PyTorch set_image")
+    predict = _time_calls(lambda: ref.predict(**prompt, multimask_output=True), plan.warmup, plan.repeat, sync,
+                          progress, f"{device} PyTorch predict")
     rows = []
-    for call, s, fn in (("predict", samples, predict), ("set_image", image_samples, lambda: ref.set_image(image))):
+    for call, (s, memory) in (("predict", predict), ("set_image", set_image)):
         row = _row(device, PYTORCH, call, *((LEGACY, True, True) if call == "predict" else ()))
         row["samples_ms"], row["n"] = s, len(s)
         row["median_ms"], row["p95_ms"] = _percentiles(s)
-        row["memory_per_call_bytes"], row["output_bytes"] = memory_of_call(fn)
+        row["memory_per_call_bytes"], row["output_bytes"] = memory
         rows.append(row)
     return rows
 
@@ -349,8 +362,8 @@ def _header(weights: str, devices: List[str], quick: bool, image: Path, image_sh
         "quick": bool(quick),
         "versions": {"mobile_sam_c": __version__, "numpy": np.__version__, "python": platform.python_version(),
                      "torch": getattr(torch, "__version__", None)},
-        "memory_method": "tracemalloc peak over one call (Python and NumPy allocations, so host outputs) plus "
-                         "returned bytes it did not see (device memory); the core's arena, allocated at load, "
+        "memory_method": "tracemalloc peak over one call, the last warm-up one (Python and NumPy allocations, "
+                         "so host outputs), plus returned bytes it did not see (device memory); the core's arena, allocated at load, "
                          "is not counted; PyTorch's own allocator is not traced (its rows count outputs only)",
         "transfers_method": "device-to-host copies per call from the core's counters (transfer_counts()['d2h'])",
     }
