@@ -263,8 +263,32 @@ def _kpi_overhead(predictor: SamPredictor, prompt: Dict[str, np.ndarray], plan: 
                 kpi.remove_sink(events.append)
         progress.step("predict with / without a KPI sink")
     without, with_sink = _percentiles(samples["without"])[0], _percentiles(samples["with"])[0]
+    # The telemetry's own cost, free of predict's noise: the check every call pays when nobody
+    # listens, and building + delivering one event to a sink that does nothing.
+    idle = not kpi.listening(predictor.device)
+    outputs = predictor.predict(**prompt, as_numpy=False, return_low_res=False)
+    loops = 2000 * plan.repeat
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        kpi.start(predictor)
+    check_us = 1e6 * (time.perf_counter() - t0) / loops
+
+    def null_sink(event: Dict[str, Any]) -> None:
+        pass
+
+    kpi.add_sink(null_sink)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(loops // 10):
+            probe = kpi.start(predictor)
+            if probe is not None:
+                kpi.predict_done(probe, predictor, outputs, False, False)
+        event_us = 1e6 * (time.perf_counter() - t0) / (loops // 10)
+    finally:
+        kpi.remove_sink(null_sink)
     return {"mode": "gpu-resident", "n": plan.repeat, "without_listener_median_ms": without,
-            "with_sink_median_ms": with_sink, "events_received": len(events)}
+            "with_sink_median_ms": with_sink, "events_received": len(events), "nobody_listening": idle,
+            "idle_check_us": check_us, "event_to_sink_us": event_us}
 
 
 def _bench_ours(model: Sam, image: np.ndarray, prompt: Dict[str, np.ndarray], plan: Plan,
@@ -347,11 +371,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _load_average() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on Windows
+        return None
+
+
 def _header(weights: str, devices: List[str], quick: bool, image: Path, image_shape: Tuple[int, ...],
             prompt: Dict[str, np.ndarray]) -> Dict[str, Any]:
     torch = sys.modules.get("torch")
     return {
         "machine": f"{platform.system()} {platform.machine()}, {_cpu_model()}, {os.cpu_count()} logical CPUs",
+        "load_average": _load_average(),  # 1-minute load when the report was made: other work on the machine
         "cpu_isa": cpu_isa(),
         "threads": get_num_threads(),
         "device": ", ".join(devices) if devices else "none",
@@ -441,7 +473,8 @@ def markdown(report: Dict[str, Any]) -> str:
     lines = [
         "# mobile_sam_c bench" + (" (--quick: a check, not a measurement)" if h["quick"] else ""),
         "",
-        f"- machine: {h['machine']}",
+        f"- machine: {h['machine']}" + ("" if h["load_average"] is None else
+                                          f" (1-minute load average {h['load_average']:g} at the end of the run)"),
         f"- CPU ISA: {h['cpu_isa']}, threads: {h['threads']}",
         f"- device: {h['device']}",
         f"- weights: {h['weights']}",
@@ -470,7 +503,10 @@ def markdown(report: Dict[str, Any]) -> str:
     for o in report["kpi_overhead"]:
         lines.append(f"\nKPI telemetry cost ({o['device']}, {o['mode']} predict, {o['n']} calls each, interleaved): "
                      f"median {_fmt(o['without_listener_median_ms'], '.3f')} ms with nobody listening, "
-                     f"{_fmt(o['with_sink_median_ms'], '.3f')} ms with a sink.")
+                     f"{_fmt(o['with_sink_median_ms'], '.3f')} ms with a sink; the telemetry alone: "
+                     f"{o['idle_check_us']:.2f} µs per call when nobody listens"
+                     f"{'' if o['nobody_listening'] else ' (but someone listened: kpi logger or alerts on)'}, "
+                     f"{o['event_to_sink_us']:.1f} µs to build and deliver an event.")
     lines += ["", f"Speedup vs legacy: our legacy predict's median / the row's (same device). vs PyTorch: "
                   f"MobileSAM's median for the same call / the row's. Memory: {h['memory_method']}. "
                   f"Transfers: {h['transfers_method']}."]

@@ -165,8 +165,9 @@ def remove_sink(sink: Sink) -> None:
     """Stop sending events to ``sink`` (no error if it was not registered)."""
     global _sinks
     with _lock:
+        for removed in (s for s in _sinks if s == sink):
+            _reported_failures.discard(id(removed))  # a later sink at the same address reports afresh
         _sinks = tuple(s for s in _sinks if s != sink)
-        _reported_failures.discard(id(sink))
 
 
 def _report_failure(key: Any, what: str, exc: BaseException) -> None:

@@ -42,7 +42,8 @@ def has_module(name: str) -> bool:
 
 
 def run_bench(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MOBILE_SAM_C_CHECKPOINT"}
+    env = {k: v for k, v in os.environ.items()
+           if k != "MOBILE_SAM_C_CHECKPOINT" and not k.startswith("MOBILE_SAM_C_KPI") and k != "MOBILE_SAM_C_PRODUCTION"}
     package_root = str(Path(msc.__file__).resolve().parents[1])  # the in-place build under test
     env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
     return subprocess.run([sys.executable, "-m", "mobile_sam_c", "bench", *args], cwd=cwd, env=env,
@@ -137,8 +138,8 @@ def test_report_rows_and_fields(bench_run, direct):
 def test_report_header_and_overhead(bench_run):
     report = bench_run["report"]
     h = report["header"]
-    for key in ("machine", "cpu_isa", "threads", "device", "weights", "date", "image", "prompt", "quick",
-                "versions", "memory_method", "transfers_method"):
+    for key in ("machine", "load_average", "cpu_isa", "threads", "device", "weights", "date", "image", "prompt",
+                "quick", "versions", "memory_method", "transfers_method"):
         assert h[key] not in (None, ""), key
     assert h["cpu_isa"] == msc.cpu_isa()
     assert h["threads"] == msc.get_num_threads()
@@ -147,6 +148,8 @@ def test_report_header_and_overhead(bench_run):
     (o,) = report["kpi_overhead"]
     assert o["device"] == "cpu" and o["n"] == REPEAT and o["events_received"] == REPEAT
     assert o["without_listener_median_ms"] > 0 and o["with_sink_median_ms"] > 0
+    assert o["nobody_listening"] is True  # a fresh process without MOBILE_SAM_C_* alert settings
+    assert o["idle_check_us"] > 0 and o["event_to_sink_us"] > 0
 
 
 def test_markdown_on_stdout(bench_run):
