@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__, _C, cpu_isa, get_num_threads, kpi, set_num_threads
 from .build_sam import Sam, weight_spec
-from .checkpoint import load_state_dict, validate_state_dict
+from .checkpoint import CheckpointError, load_state_dict, validate_state_dict
 from .predictor import SamPredictor
 from .random_weights import random_state_dict
 
@@ -51,6 +51,10 @@ ROW_FIELDS = ("device", "impl", "call", "mode", "as_numpy", "return_low_res", "s
               "median_ms", "p95_ms", "speedup_vs_legacy", "vs_pytorch", "transfers_per_frame",
               "memory_per_call_bytes", "output_bytes", "samples_ms")
 OURS, PYTORCH = "mobile_sam_c", "mobile_sam (PyTorch)"
+
+
+class BenchError(Exception):
+    """A problem with the user's input (checkpoint, image): one line on stderr, exit status 2."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,10 +160,13 @@ def _load_weights(checkpoint: Optional[Path]) -> Tuple[Mapping[str, np.ndarray],
         return random_state_dict(weight_spec(), seed=RANDOM_SEED), \
             f"random (mobile_sam_c.random_weights, seed {RANDOM_SEED}; timings do not depend on weight values)"
     digest = hashlib.sha256()
-    with open(checkpoint, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    state = validate_state_dict(load_state_dict(checkpoint), weight_spec())
+    try:
+        with open(checkpoint, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        state = validate_state_dict(load_state_dict(checkpoint), weight_spec())
+    except (CheckpointError, OSError) as e:
+        raise BenchError(f"cannot load checkpoint {checkpoint}: {e}") from None
     return state, f"{checkpoint.name} sha256 {digest.hexdigest()}"
 
 
@@ -407,8 +414,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     if args.threads is not None:
         set_num_threads(args.threads)
-    with Image.open(args.image) as im:
-        image = np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    try:
+        with Image.open(args.image) as im:
+            image = np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    except OSError as e:  # PIL's UnidentifiedImageError is an OSError
+        raise BenchError(f"cannot read image {args.image}: {e}") from None
     h, w = image.shape[:2]
     prompt = {"point_coords": np.array([[w / 2, h / 2]], dtype=np.float64), "point_labels": np.array([1])}
     state, weights = _load_weights(args.checkpoint)
@@ -575,7 +585,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--plot needs matplotlib (pip install 'mobile_sam_c[plot]')")
-    report = run(args)
+    try:
+        report = run(args)
+    except BenchError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     sys.stdout.write(markdown(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

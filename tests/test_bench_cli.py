@@ -202,6 +202,15 @@ def test_bench_argument_errors(capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+def test_bench_unreadable_inputs(capsys, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    assert cli.main(["bench", "--quick", "--checkpoint", str(junk)]) == 2
+    assert f"cannot load checkpoint {junk}" in capsys.readouterr().err
+    assert cli.main(["bench", "--quick", "--image", str(junk)]) == 2
+    assert f"cannot read image {junk}" in capsys.readouterr().err
+
+
 class FakeTTY(io.StringIO):
     def isatty(self) -> bool:
         return True
