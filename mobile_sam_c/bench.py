@@ -92,6 +92,11 @@ def _nbytes(outputs: Any) -> int:
     n = getattr(outputs, "nbytes", None)
     if n is None and hasattr(outputs, "element_size"):  # torch tensors
         n = outputs.element_size() * outputs.numel()
+    if n is None and hasattr(outputs, "shape") and hasattr(outputs, "dtype"):  # other array types
+        try:
+            n = int(np.prod(outputs.shape)) * np.dtype(str(outputs.dtype).replace("torch.", "")).itemsize
+        except TypeError:
+            n = None
     return int(n or 0)
 
 

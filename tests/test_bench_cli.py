@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import mobile_sam_c as msc
@@ -238,6 +239,13 @@ class DeviceBuffer:
     nbytes = 12345
 
 
+class ShapedBuffer:
+    """An array type with a shape and a dtype but no nbytes (a bare DLPack-style array)."""
+
+    shape = (2, 3)
+    dtype = "float16"
+
+
 def test_memory_of_call():
     memory, returned = bench.memory_of_call(lambda: np.ones(1 << 20, np.uint8))
     assert returned == 1 << 20 and memory >= 1 << 20
@@ -245,3 +253,5 @@ def test_memory_of_call():
     assert returned == 12345 and memory >= 12345
     memory, returned = bench.memory_of_call(lambda: np.ones(1 << 20).sum())  # a temporary, freed
     assert memory >= 8 << 20 and returned == 8
+    memory, returned = bench.memory_of_call(lambda: [torch.zeros(3, 256, 256), ShapedBuffer()])
+    assert returned == 3 * 256 * 256 * 4 + 6 * 2 and memory >= returned
