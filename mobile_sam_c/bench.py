@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import __version__, _C, cpu_isa, get_num_threads, kpi, set_num_threads
+from . import __version__, cpu_isa, get_num_threads, kpi, set_num_threads
 from .build_sam import Sam, weight_spec
 from .checkpoint import CheckpointError, load_state_dict, validate_state_dict
 from .predictor import SamPredictor
@@ -407,8 +407,9 @@ def _header(weights: str, devices: List[str], quick: bool, image: Path, image_sh
         "versions": {"mobile_sam_c": __version__, "numpy": np.__version__, "python": platform.python_version(),
                      "torch": getattr(torch, "__version__", None)},
         "memory_method": "tracemalloc peak over one call, the last warm-up one (Python and NumPy allocations, "
-                         "so host outputs), plus returned bytes it did not see (device memory); the core's arena, allocated at load, "
-                         "is not counted; PyTorch's own allocator is not traced (its rows count outputs only)",
+                         "so host outputs), plus returned bytes it did not see (device memory); the core's "
+                         "arena, allocated at load, is not counted; PyTorch's own allocator is not traced "
+                         "(its rows count outputs only)",
         "transfers_method": "device-to-host copies per call from the core's counters (transfer_counts()['d2h'])",
     }
 
@@ -506,8 +507,8 @@ def markdown(report: Dict[str, Any]) -> str:
         if r["status"] != "measured":
             if r["reason"] not in notes:
                 notes.append(r["reason"])
-            lines.append(f"| {r['device']} | {r['impl']} | {r['call']} | {mode} | absent [{notes.index(r['reason']) + 1}]"
-                         " | | | | | | |")
+            note = notes.index(r["reason"]) + 1
+            lines.append(f"| {r['device']} | {r['impl']} | {r['call']} | {mode} | absent [{note}] | | | | | | |")
             continue
         lines.append(f"| {r['device']} | {r['impl']} | {r['call']} | {mode} | {_fmt(r['median_ms'], '.2f')} | "
                      f"{_fmt(r['p95_ms'], '.2f')} | {_fmt(r['speedup_vs_legacy'], '.2f', 'x')} | "

@@ -43,8 +43,8 @@ def has_module(name: str) -> bool:
 
 
 def run_bench(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k != "MOBILE_SAM_C_CHECKPOINT" and not k.startswith("MOBILE_SAM_C_KPI") and k != "MOBILE_SAM_C_PRODUCTION"}
+    env = {k: v for k, v in os.environ.items()  # no checkpoint, no alert settings from this shell
+           if k not in ("MOBILE_SAM_C_CHECKPOINT", "MOBILE_SAM_C_PRODUCTION") and not k.startswith("MOBILE_SAM_C_KPI")}
     package_root = str(Path(msc.__file__).resolve().parents[1])  # the in-place build under test
     env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
     return subprocess.run([sys.executable, "-m", "mobile_sam_c", "bench", *args], cwd=cwd, env=env,

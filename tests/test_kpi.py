@@ -247,7 +247,8 @@ def test_prometheus_exporter(predictor, events):
     assert samples[f"mobile_sam_c_predict_total{{{resident.replace('cpu', 'cuda:0')}}}"] == 1
     assert samples['mobile_sam_c_predict_total{as_numpy="1",mask_device="cpu",return_low_res="1"}'] == 1
     resident_events = [e for e in events if e["as_numpy"] == 0 and e["return_low_res"] == 0]
-    assert samples[f"mobile_sam_c_predict_transfers_total{{{resident}}}"] == sum(e["transfers"] for e in resident_events)
+    transfers = sum(e["transfers"] for e in resident_events)
+    assert samples[f"mobile_sam_c_predict_transfers_total{{{resident}}}"] == transfers
     gpu = 'as_numpy="0",mask_device="cuda:0",return_low_res="0"'
     assert samples[f'mobile_sam_c_predict_latency_ms_bucket{{{gpu},le="1"}}'] == 0
     assert samples[f'mobile_sam_c_predict_latency_ms_bucket{{{gpu},le="2"}}'] == 1
