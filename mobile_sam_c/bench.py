@@ -547,10 +547,11 @@ def plot(report: Dict[str, Any], path: Path) -> None:
             ax.set_xticks(range(1, len(rs) + 1))
             ax.set_xticklabels([f"{r['device']}\n{'PyTorch' if r['impl'] == PYTORCH else 'ours'}\n{r['mode'] or ''}"
                                 for r in rs], fontsize=7)
-        ax.set_ylabel("ms")
+        ax.set_ylabel("latency per call (ms)")
         ax.set_title(call)
     h = report["header"]
-    fig.suptitle(f"mobile_sam_c bench, {h['date']}: {h['cpu_isa']}, {h['threads']} threads", fontsize=9)
+    threads = f"{h['threads']} thread{'s' if h['threads'] != 1 else ''}"
+    fig.suptitle(f"mobile_sam_c bench, {h['date']}: {h['cpu_isa']}, {threads}, weights {h['weights'][:40]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
