@@ -47,7 +47,7 @@ class _Settings:
 
     def __init__(self) -> None:
         self.production = False
-        self.gpu_latency_ms: Optional[float] = 2.0
+        self.latency_ms: Optional[float] = 2.0  # on a GPU
         self.cpu_latency_ms: Optional[float] = None
         self.alert_interval_s = 60.0
         self.gpu_residency = True
@@ -115,7 +115,7 @@ def configure(*, production: bool = _UNSET, latency_ms: Optional[float] = _UNSET
         s = _Settings() if from_env else _settings
         if from_env:
             s.production = _env_flag("MOBILE_SAM_C_PRODUCTION", False)
-            s.gpu_latency_ms = _env_threshold("MOBILE_SAM_C_KPI_LATENCY_MS", 2.0)
+            s.latency_ms = _env_threshold("MOBILE_SAM_C_KPI_LATENCY_MS", 2.0)
             s.cpu_latency_ms = _env_threshold("MOBILE_SAM_C_KPI_CPU_LATENCY_MS", None)
             interval = os.environ.get("MOBILE_SAM_C_KPI_ALERT_INTERVAL_S", "").strip()
             if interval:
@@ -126,7 +126,7 @@ def configure(*, production: bool = _UNSET, latency_ms: Optional[float] = _UNSET
         if production is not _UNSET:
             s.production = bool(production)
         if latency_ms is not _UNSET:
-            s.gpu_latency_ms = _check_threshold("latency_ms", latency_ms)
+            s.latency_ms = _check_threshold("latency_ms", latency_ms)
         if cpu_latency_ms is not _UNSET:
             s.cpu_latency_ms = _check_threshold("cpu_latency_ms", cpu_latency_ms)
         if alert_interval_s is not _UNSET:
@@ -198,7 +198,7 @@ def listening(model_device: str) -> bool:
     if not LOGGER.isEnabledFor(logging.WARNING):
         return False
     if _is_gpu(model_device):
-        return s.production or s.gpu_residency or s.gpu_latency_ms is not None
+        return s.production or s.gpu_residency or s.latency_ms is not None
     return s.production or s.cpu_latency_ms is not None
 
 
@@ -334,7 +334,7 @@ def check_alerts(event: Mapping[str, Any], model_device: str) -> List[Tuple[str,
         if off:
             out.append(("gpu_residency", f"GPU-resident pipeline broken: the model is on {model_device} but "
                                          f"outputs came back on {', '.join(off)} (as_numpy=0)"))
-    limit = s.gpu_latency_ms if on_gpu else s.cpu_latency_ms
+    limit = s.latency_ms if on_gpu else s.cpu_latency_ms
     if limit is not None and event["latency_ms"] > limit:
         out.append(("latency", f"predict took {event['latency_ms']:.3f} ms on {model_device}, above the "
                                f"{limit:g} ms threshold"))

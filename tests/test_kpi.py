@@ -303,7 +303,7 @@ def test_gpu_residency_alert_condition():
 
 
 def test_latency_alert_condition():
-    assert kpi.settings()["gpu_latency_ms"] == 2.0 and kpi.settings()["cpu_latency_ms"] is None
+    assert kpi.settings()["latency_ms"] == 2.0 and kpi.settings()["cpu_latency_ms"] is None
     assert names(event(latency_ms=2.5), "cuda") == ["latency"]
     assert names(event(latency_ms=2.0), "cuda") == []
     assert names(event(latency_ms=500.0, mask_device="cpu", iou_device="cpu"), "cpu") == []  # off on the CPU
@@ -327,7 +327,7 @@ def test_alert_settings_from_environment(monkeypatch):
     monkeypatch.setenv("MOBILE_SAM_C_KPI_CPU_LATENCY_MS", "35")
     monkeypatch.setenv("MOBILE_SAM_C_KPI_ALERT_INTERVAL_S", "5")
     s = kpi.configure(from_env=True)
-    assert (s["production"], s["gpu_latency_ms"], s["cpu_latency_ms"], s["alert_interval_s"]) == (True, None, 35.0, 5.0)
+    assert (s["production"], s["latency_ms"], s["cpu_latency_ms"], s["alert_interval_s"]) == (True, None, 35.0, 5.0)
     assert kpi.configure(production=False)["cpu_latency_ms"] == 35.0  # other settings kept
     monkeypatch.setenv("MOBILE_SAM_C_KPI_CPU_LATENCY_MS", "fast")
     with pytest.raises(ValueError, match="MOBILE_SAM_C_KPI_CPU_LATENCY_MS"):
