@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _C
+from . import _C, kpi
 from .build_sam import Sam
 from .transforms import ResizeLongestSide
 
@@ -48,9 +48,19 @@ class SamPredictor(_C.Predictor):
         self.model = sam_model
         self.transform = ResizeLongestSide(_C_IMG_SIZE)
 
+    def set_image(self, image: Any, image_format: str = "RGB") -> None:
+        """Resize (long side 1024, Pillow-exact), normalise and encode an HxWx3 uint8 image."""
+        probe = kpi.start(self)  # None unless someone listens to KPI events
+        super().set_image(image, image_format)
+        if probe is not None:
+            kpi.set_image_done(probe, self, "set_image")
+
     def set_torch_image(self, transformed_image: Any, original_image_size: Tuple[int, ...]) -> None:
         """Encode a 1x3xHxW image of raw pixel values already resized (long side 1024)."""
+        probe = kpi.start(self)  # None unless someone listens to KPI events
         super().set_torch_image(_host_array(transformed_image, "transformed_image"), original_image_size)
+        if probe is not None:
+            kpi.set_image_done(probe, self, "set_torch_image")
 
     def set_image_embedding(self, embedding: Any, original_size: Tuple[int, int],
                             input_size: Optional[Tuple[int, int]] = None) -> None:
@@ -64,9 +74,13 @@ class SamPredictor(_C.Predictor):
                 ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """Masks (CxHxW bool, or float logits), IoU predictions (C) and low-res logits
         (Cx256x256, or None when return_low_res=False) for prompts in original-image pixels."""
-        return super().predict(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
+        probe = kpi.start(self)  # None unless someone listens to KPI events
+        outs = super().predict(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
                                _host_array(box, "box"), _host_array(mask_input, "mask_input"),
                                multimask_output, return_logits, as_numpy, return_low_res)
+        if probe is not None:
+            kpi.predict_done(probe, self, outs, as_numpy, return_low_res)
+        return outs
 
     def predict_torch(self, point_coords: Any, point_labels: Any, boxes: Any = None,
                       mask_input: Any = None, multimask_output: bool = True,
@@ -76,13 +90,16 @@ class SamPredictor(_C.Predictor):
         decoder pass per set. Torch tensors in give torch tensors out (zero-copy via DLPack).
         return_masks=False skips the post-processing: masks are None (IoU and low-res only)."""
         inputs = (point_coords, point_labels, boxes, mask_input)
+        probe = kpi.start(self)  # None unless someone listens to KPI events
         outs = super().predict_torch(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
                                      _host_array(boxes, "boxes"), _host_array(mask_input, "mask_input"),
                                      multimask_output, return_logits, as_numpy, return_low_res,
                                      return_masks=return_masks)
         if not as_numpy and any(_is_torch_tensor(x) for x in inputs):
             torch = sys.modules["torch"]
-            return tuple(None if o is None else torch.from_dlpack(o) for o in outs)  # type: ignore[return-value]
+            outs = tuple(None if o is None else torch.from_dlpack(o) for o in outs)  # type: ignore[assignment]
+        if probe is not None:
+            kpi.predict_done(probe, self, outs, as_numpy, return_low_res)
         return outs
 
 
