@@ -55,10 +55,12 @@ typedef struct {
     int n_mem, n_lin, failed;
 } run_backend;
 
-static int rb_open(run_backend *r) {
+/* Open a run for the output array out (released, with MemoryError, when the run cannot start). */
+static int rb_open(run_backend *r, PyArrayObject *out) {
     memset(r, 0, sizeof *r);
     r->ops = msam_test_ops(MSAM_DEVICE_CPU);
     if (r->ops && (r->ctx = r->ops->ctx_create())) return 0;
+    Py_DECREF(out);
     PyErr_NoMemory();
     return -1;
 }
@@ -155,10 +157,7 @@ static PyObject *gemm_common(PyObject *args, PyObject *kwargs, int use_ref) {
         return (PyObject *)out;
     }
     run_backend rb;
-    if (rb_open(&rb) < 0) {
-        Py_DECREF(out);
-        return NULL;
-    }
+    if (rb_open(&rb, out) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     float *x = rb_in(&rb, f32(a), sizeof(float) * (size_t)M * K, 1);
     float *y = rb_in(&rb, f32(r), cb, 1); /* the residual is read from y itself */
@@ -209,10 +208,7 @@ static PyObject *py_matmul(PyObject *self, PyObject *args, PyObject *kwargs) {
         return (PyObject *)out;
     }
     run_backend rb;
-    if (rb_open(&rb) < 0) {
-        Py_DECREF(out);
-        return NULL;
-    }
+    if (rb_open(&rb, out) < 0) return NULL;
     const size_t cb = sizeof(float) * (size_t)M * N;
     Py_BEGIN_ALLOW_THREADS
     float *x = rb_in(&rb, f32(a), sizeof(float) * (size_t)M * K, 1);
@@ -234,10 +230,7 @@ typedef void (*one_op_fn)(run_backend *rb, float *dev_in, float *dev_out, void *
 static PyObject *run_one(PyArrayObject *out, const void *in, size_t in_bytes, size_t out_bytes, int in_place,
                          one_op_fn fn, void *arg) {
     run_backend rb;
-    if (rb_open(&rb) < 0) {
-        Py_DECREF(out);
-        return NULL;
-    }
+    if (rb_open(&rb, out) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     float *x = rb_in(&rb, in, in_bytes, 1);
     float *y = in_place ? x : rb_in(&rb, NULL, out_bytes, 1);
@@ -336,10 +329,7 @@ static PyObject *py_attention_probs(PyObject *self, PyObject *args, PyObject *kw
         return (PyObject *)out;
     }
     run_backend rb;
-    if (rb_open(&rb) < 0) {
-        Py_DECREF(out);
-        return NULL;
-    }
+    if (rb_open(&rb, out) < 0) return NULL;
     const size_t pb = sizeof(float) * (size_t)nq * ldp;
     Py_BEGIN_ALLOW_THREADS
     float *qd = rb_in(&rb, f32(q), sizeof(float) * (size_t)nq * width, 1);
@@ -400,10 +390,7 @@ static PyObject *py_upscale_masks(PyObject *self, PyObject *args, PyObject *kwar
         return (PyObject *)out;
     }
     run_backend rb;
-    if (rb_open(&rb) < 0) {
-        Py_DECREF(out);
-        return NULL;
-    }
+    if (rb_open(&rb, out) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     float *x = rb_in(&rb, f[0], sizeof(float) * (size_t)pixels * cin, 1);
     float *gd = rb_in(&rb, f[3], sizeof(float) * c1, 1), *bd = rb_in(&rb, f[4], sizeof(float) * c1, 1);
@@ -457,8 +444,7 @@ static PyObject *py_upscale_masks_parts(PyObject *self, PyObject *args, PyObject
         return PyErr_NoMemory();
     }
     run_backend rb;
-    if (rb_open(&rb) < 0) {
-        Py_DECREF(out);
+    if (rb_open(&rb, out) < 0) {
         PyMem_RawFree(zeros);
         return NULL;
     }
