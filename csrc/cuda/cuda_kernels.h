@@ -1,0 +1,94 @@
+/* cuda_kernels.h - the CUDA backend's kernels as plain C entry points (one .cu per op under
+ * kernels/), for the op table to bind; each mirrors the CPU op of the same name in core/ops.h.
+ *
+ * Every launcher enqueues on `stream` (NULL: the default stream) and returns 0, or the
+ * cudaError_t of the launch (cudaErrorInvalidValue = 1 for bad sizes); none synchronises, none
+ * allocates, none reads device memory on the host, so all may be captured into a CUDA graph.
+ * Pointers are device memory except where a comment says host. Empty work (n == 0) launches
+ * nothing. act is an msam_act value: 0 none, 1 GELU (exact, erf), 2 ReLU. */
+#ifndef MSAM_CUDA_KERNELS_H
+#define MSAM_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct CUstream_st *cudaStream_t;
+
+enum { MSAM_CUDA_ACT_NONE = 0, MSAM_CUDA_ACT_GELU = 1, MSAM_CUDA_ACT_RELU = 2 };
+
+/* y = a + b over n floats; y may alias a or b. */
+int msam_cuda_add(cudaStream_t stream, float *y, const float *a, const float *b, size_t n);
+
+/* y = act(x) over n floats; y may be x. */
+int msam_cuda_activate(cudaStream_t stream, float *y, const float *x, size_t n, int act);
+
+/* y[i] = value for i < n. */
+int msam_cuda_fill(cudaStream_t stream, float *y, size_t n, float value);
+
+/* y[r * ldy + j] = row[j] for r < rows, j < c (the no-mask embedding broadcast to the map). */
+int msam_cuda_broadcast_rows(cudaStream_t stream, float *y, ptrdiff_t ldy, const float *row, int rows, int c);
+
+/* Row-wise LayerNorm over c channels, two-pass mean and biased variance as torch; y may be x. */
+int msam_cuda_layernorm(cudaStream_t stream, float *y, const float *x, int rows, int c, const float *gamma,
+                        const float *beta, float eps);
+/* The same that also writes ype = y + pe (ype may be NULL, else neither x nor y) and, when rstd
+ * is not NULL, each row's 1 / sqrt(var + eps). */
+int msam_cuda_layernorm_pe(cudaStream_t stream, float *y, float *ype, float *rstd, const float *x, const float *pe,
+                           int rows, int c, const float *gamma, const float *beta, float eps);
+
+/* In place, for a < count: v = x + a * stride (len floats) becomes softmax(scale * v), the max
+ * subtracted first. */
+int msam_cuda_softmax(cudaStream_t stream, float *x, int count, ptrdiff_t stride, int len, float scale);
+
+/* y[j * ldy + i] = x[i * ldx + j] for i < rows, j < cols; x and y must not overlap. */
+int msam_cuda_transpose(cudaStream_t stream, float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows,
+                        int cols);
+
+/* 2x2 space-to-depth: x h x w x c -> y (h/2) x (w/2) x 4c, channel (dy * 2 + dx) * c + ch. */
+int msam_cuda_space_to_depth2(cudaStream_t stream, float *y, const float *x, int h, int w, int c);
+
+/* Sam.preprocess on a resized uint8 RGB image: y is size x size x 3 (channels-last),
+ * y = (rgb - mean[ch]) / std[ch] inside the h x w image (rows row_stride bytes apart, pixels 3
+ * bytes), 0 in the bottom/right padding. mean and std are 3 host floats each. */
+int msam_cuda_normalize_pad_u8(cudaStream_t stream, float *y, int size, const uint8_t *rgb, int h, int w,
+                               ptrdiff_t row_stride, const float *mean, const float *std);
+/* The same from a float image of 3 planes (element strides stride_c, stride_y, stride_x), as
+ * set_torch_image takes it; every non-finite input value adds 1 to *nonfinite when it is not NULL
+ * (a device int the caller clears and reads when it may synchronise). */
+int msam_cuda_normalize_pad_f32(cudaStream_t stream, float *y, int size, const float *chw, int h, int w,
+                                ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float *mean,
+                                const float *std, int *nonfinite);
+
+/* torch interpolate(bilinear, align_corners=False) of one plane sh x sw (rows src_ld apart) to
+ * dh x dw (rows dst_ld apart), only the top-left crop_h x crop_w written; bit-identical to the
+ * CPU backend (cpu/resize.h). The _mask form writes 1 where that float is > 0, else 0. */
+int msam_cuda_resize_bilinear(cudaStream_t stream, const float *src, int sh, int sw, ptrdiff_t src_ld, float *dst,
+                              int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
+int msam_cuda_resize_bilinear_mask(cudaStream_t stream, const float *src, int sh, int sw, ptrdiff_t src_ld,
+                                   uint8_t *dst, int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w);
+
+/* Depthwise 3x3, padding 1, stride 1 or 2, channels-last h x w x c -> ceil(h/s) x ceil(w/s) x c;
+ * w9c is [9][c] tap-major, bias [c] or NULL; x and y must not overlap. */
+int msam_cuda_dwconv3x3(cudaStream_t stream, float *y, const float *x, int h, int w, int c, int stride,
+                        const float *w9c, const float *bias, int act);
+
+/* TinyViT windowed attention, the contract of ops->window_attention (core/ops.h): qkv rows
+ * [head0 q k v, head1 ...] of dh each, pad_qkv for positions past the map's bottom/right edge,
+ * bias [heads][win*win][win*win], y h*w x heads*dh; dh <= 64, win*win <= 256. */
+int msam_cuda_window_attention(cudaStream_t stream, float *y, const float *qkv, const float *pad_qkv, int h, int w,
+                               int win, int heads, int dh, const float *bias, float scale);
+
+/* The mask decoder's multi-head attention, ops->attention: out[i, h*dh + d] =
+ * softmax_j(q_i . k_j / sqrt(dh)) v_j per head; out nq x heads*dh packed; dh <= 64. */
+int msam_cuda_attention(cudaStream_t stream, float *out, const float *q, ptrdiff_t ldq, const float *k,
+                        ptrdiff_t ldk, const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
