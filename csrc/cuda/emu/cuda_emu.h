@@ -170,7 +170,48 @@ static inline float __uint_as_float(unsigned i) { float x; std::memcpy(&x, &i, 4
 using std::max;
 using std::min;
 
-/* ---- runtime API subset (C linkage, the CUDA names and error numbers) --------------------- */
+/* ---- runtime API subset (C linkage, CUDA's names and error numbers) ----------------------- */
+/* The runtime's entry points get our own link names, so a process that also loads the real
+ * libcudart (torch does) never binds our calls to it or its callers to us. */
+#define cudaGetErrorString msam_emu_cudaGetErrorString
+#define cudaGetErrorName msam_emu_cudaGetErrorName
+#define cudaGetLastError msam_emu_cudaGetLastError
+#define cudaPeekAtLastError msam_emu_cudaPeekAtLastError
+#define cudaGetDeviceCount msam_emu_cudaGetDeviceCount
+#define cudaSetDevice msam_emu_cudaSetDevice
+#define cudaGetDevice msam_emu_cudaGetDevice
+#define cudaDeviceSynchronize msam_emu_cudaDeviceSynchronize
+#define cudaDeviceReset msam_emu_cudaDeviceReset
+#define cudaMalloc msam_emu_cudaMalloc
+#define cudaFree msam_emu_cudaFree
+#define cudaMallocHost msam_emu_cudaMallocHost
+#define cudaFreeHost msam_emu_cudaFreeHost
+#define cudaMemcpy msam_emu_cudaMemcpy
+#define cudaMemcpyAsync msam_emu_cudaMemcpyAsync
+#define cudaMemset msam_emu_cudaMemset
+#define cudaMemsetAsync msam_emu_cudaMemsetAsync
+#define cudaStreamCreate msam_emu_cudaStreamCreate
+#define cudaStreamCreateWithFlags msam_emu_cudaStreamCreateWithFlags
+#define cudaStreamDestroy msam_emu_cudaStreamDestroy
+#define cudaStreamSynchronize msam_emu_cudaStreamSynchronize
+#define cudaStreamQuery msam_emu_cudaStreamQuery
+#define cudaStreamWaitEvent msam_emu_cudaStreamWaitEvent
+#define cudaEventCreate msam_emu_cudaEventCreate
+#define cudaEventCreateWithFlags msam_emu_cudaEventCreateWithFlags
+#define cudaEventDestroy msam_emu_cudaEventDestroy
+#define cudaEventRecord msam_emu_cudaEventRecord
+#define cudaEventSynchronize msam_emu_cudaEventSynchronize
+#define cudaEventQuery msam_emu_cudaEventQuery
+#define cudaEventElapsedTime msam_emu_cudaEventElapsedTime
+#define cudaStreamBeginCapture msam_emu_cudaStreamBeginCapture
+#define cudaStreamEndCapture msam_emu_cudaStreamEndCapture
+#define cudaStreamIsCapturing msam_emu_cudaStreamIsCapturing
+#define cudaGraphInstantiate msam_emu_cudaGraphInstantiate
+#define cudaGraphLaunch msam_emu_cudaGraphLaunch
+#define cudaGraphDestroy msam_emu_cudaGraphDestroy
+#define cudaGraphExecDestroy msam_emu_cudaGraphExecDestroy
+#define cudaFuncSetAttribute msam_emu_cudaFuncSetAttribute
+
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
 typedef struct CUgraph_st *cudaGraph_t;
