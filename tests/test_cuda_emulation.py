@@ -25,6 +25,9 @@ KERNELS = sorted((CUDA_DIR / "kernels").glob("*.cu"))
 EMU_SOURCES = sorted((CUDA_DIR / "emu").glob("*.cpp"))
 SELFTEST = CUDA_DIR / "emu" / "selftest.cu"
 CXX = os.environ.get("CXX", "g++")
+# extra flags for the emulation build, e.g. "-fsanitize=address" (then run pytest with the
+# sanitizer's runtime preloaded; see csrc/cuda/README.md)
+EXTRA_FLAGS = os.environ.get("MSAM_CUDA_EMU_CXXFLAGS", "").split()
 JOBS = 2
 
 c_float_p = ctypes.c_void_p
@@ -79,6 +82,10 @@ SIGNATURES = {
                                    ctypes.c_int, ctypes.c_int, ctypes.c_int, c_float_p, ctypes.c_float],
     "msam_cuda_attention": [c_float_p, c_float_p, c_float_p, ctypes.c_ssize_t, c_float_p, ctypes.c_ssize_t,
                             c_float_p, ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int],
+    "msam_cuda_attention_probs": [c_float_p, c_float_p, ctypes.c_ssize_t, c_float_p, ctypes.c_ssize_t, c_float_p,
+                                  ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int],
+    "msam_cuda_im2col3x3": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                            ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_reverse": [c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_divergent": [c_float_p, ctypes.c_int],
     "msam_emu_selftest_shuffle": [c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
@@ -104,7 +111,7 @@ def emu(tmp_path_factory):
     """The kernels, the shim and its self-test kernels as one ctypes library."""
     out = tmp_path_factory.mktemp("cuda_emu")
     flags = [CXX, "-std=c++17", "-O2", "-fPIC", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unknown-pragmas",
-             "-DMSAM_CUDA_EMULATION", "-c"]
+             "-DMSAM_CUDA_EMULATION"] + EXTRA_FLAGS + ["-c"]
     cmds, objs = [], []
     for src in EMU_SOURCES + KERNELS + [SELFTEST]:
         obj = out / (src.parent.name + "_" + src.name + ".o")
@@ -113,7 +120,7 @@ def emu(tmp_path_factory):
         objs.append(str(obj))
     _compile_all(cmds)
     lib_path = out / "libmsam_cuda_emu.so"
-    _compile_all([[CXX, "-shared", "-o", str(lib_path)] + objs + ["-lpthread"]])
+    _compile_all([[CXX, "-shared", "-o", str(lib_path)] + EXTRA_FLAGS + objs + ["-lpthread"]])
     lib = ctypes.CDLL(str(lib_path))
     for name, args in SIGNATURES.items():
         fn = getattr(lib, name)
@@ -523,6 +530,40 @@ def test_attention(emu, nq, nk, heads, dh):
     np.testing.assert_allclose(out, attention_ref(q, k, v, heads, dh), atol=2e-5)
 
 
+@pytest.mark.parametrize("nq,nk,heads,dh", [(1, 1, 1, 1), (300, 7, 8, 16), (5, 70, 2, 64)])
+def test_attention_probs(emu, nq, nk, heads, dh):
+    rng = np.random.default_rng(nq * nk)
+    width = heads * dh
+    q = rng.standard_normal((nq, width + 2)).astype(np.float32)
+    k = (rng.standard_normal((nk, width + 1)) * 2).astype(np.float32)
+    ldp = heads * nk + 3
+    P = np.full((nq, ldp), 5.0, np.float32)
+    ok(emu.msam_cuda_attention_probs(None, ptr(P), ldp, ptr(q), width + 2, ptr(k), width + 1, nq, nk, heads, dh), emu)
+    qh = q[:, :width].reshape(nq, heads, dh).astype(np.float64)
+    kh = k[:, :width].reshape(nk, heads, dh).astype(np.float64)
+    want = softmax_ref(np.einsum("ihd,jhd->ihj", qh, kh), 1 / np.sqrt(dh)).reshape(nq, heads * nk)
+    np.testing.assert_allclose(P[:, : heads * nk], want, rtol=1e-5, atol=1e-7)
+    assert (P[:, heads * nk:] == 5).all()
+
+
+@pytest.mark.parametrize("h,w,cin,stride,oy0,rows", [(1, 1, 1, 1, 0, 1), (5, 7, 3, 1, 0, 5), (9, 6, 32, 2, 1, 3),
+                                                     (8, 8, 17, 2, 2, 2)])
+def test_im2col3x3_gives_the_convolution(emu, h, w, cin, stride, oy0, rows):
+    """The patch rows times the conv3x3_create weight order equal torch's conv2d rows."""
+    rng = np.random.default_rng(h * w * cin)
+    x = rng.standard_normal((h, w, cin)).astype(np.float32)
+    wo = -(-w // stride)
+    cols = np.full((rows * wo, 9 * cin), np.nan, np.float32)
+    ok(emu.msam_cuda_im2col3x3(None, ptr(cols), ptr(x), h, w, cin, stride, oy0, rows), emu)
+    cout = 4
+    wt = rng.standard_normal((cout, cin, 3, 3))
+    wr = wt.reshape(cout, cin, 9).transpose(0, 2, 1).reshape(cout, 9 * cin)  # [cout][(ky*3+kx)*cin + ci]
+    got = cols.astype(np.float64) @ wr.T
+    ref = F.conv2d(torch.from_numpy(x.astype(np.float64)).permute(2, 0, 1)[None], torch.from_numpy(wt),
+                   stride=stride, padding=1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, ref[oy0: oy0 + rows].reshape(rows * wo, cout), atol=1e-9)
+
+
 def test_results_do_not_depend_on_thread_interleaving(emu, order):
     """Kernels that share data between threads (barriers, shuffles) give bit-identical results
     whichever order a block's threads are resumed in: no missing barrier hides in them."""
@@ -547,7 +588,9 @@ def test_results_do_not_depend_on_thread_interleaving(emu, order):
         ok(emu.msam_cuda_window_attention(None, ptr(wa), ptr(qkv), ptr(pad), 9, 9, 7, 2, 16, ptr(bias), 0.25), emu)
         at = np.zeros((37, 64), np.float32)
         ok(emu.msam_cuda_attention(None, ptr(at), ptr(x), 70, ptr(x), 70, ptr(x), 70, 37, 37, 4, 16), emu)
-        return [ln, sm, tr, rs, wa, at]
+        ap = np.zeros((37, 4 * 37), np.float32)
+        ok(emu.msam_cuda_attention_probs(None, ptr(ap), 4 * 37, ptr(x), 70, ptr(x), 70, 37, 37, 4, 16), emu)
+        return [ln, sm, tr, rs, wa, at, ap]
 
     base = run_all()
     for name, seed in [("reverse", 1), ("shuffle", 5), ("shuffle", 6)]:
@@ -561,6 +604,7 @@ def test_launchers_reject_bad_sizes(emu):
     assert emu.msam_cuda_dwconv3x3(None, ptr(y), ptr(y), 2, 2, 1, 3, ptr(y), None, 0) == 1  # stride 3
     assert emu.msam_cuda_window_attention(None, ptr(y), ptr(y), ptr(y), 2, 2, 17, 1, 8, ptr(y), 1.0) == 1
     assert emu.msam_cuda_attention(None, ptr(y), ptr(y), 65, ptr(y), 65, ptr(y), 65, 1, 1, 1, 65) == 1
+    assert emu.msam_cuda_im2col3x3(None, ptr(y), ptr(y), 4, 4, 1, 2, 1, 2) == 1  # rows past ho
     assert emu.msam_cuda_transpose(None, ptr(y), 1, ptr(y), 4, 4, 4) == 1  # ldy < rows
     assert emu.msam_cuda_normalize_pad_u8(None, ptr(y), 2, ptr(y), 3, 1, 3, ptr(MEAN), ptr(STD)) == 1  # h > size
     # nothing to do is not an error and launches nothing

@@ -87,6 +87,18 @@ int msam_cuda_window_attention(cudaStream_t stream, float *y, const float *qkv, 
 int msam_cuda_attention(cudaStream_t stream, float *out, const float *q, ptrdiff_t ldq, const float *k,
                         ptrdiff_t ldk, const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh);
 
+/* Its probabilities alone, ops->attention_probs: P[i * ldp + h * nk + j] =
+ * softmax_j(q_i . k_j / sqrt(dh)) for head h, i < nq; dh <= 64. */
+int msam_cuda_attention_probs(cudaStream_t stream, float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq,
+                              const float *k, ptrdiff_t ldk, int nq, int nk, int heads, int dh);
+
+/* The patch matrix of a dense 3x3 convolution (padding 1, stride 1 or 2) of an h x w x cin map,
+ * for output rows [oy0, oy0 + out_rows): cols is (out_rows * wo) x 9*cin, column
+ * (ky * 3 + kx) * cin + ci (the weight order of the CPU backend's conv3x3_create), zeros outside
+ * the map. The GEMM with the [cout][9*cin] weights then gives the convolution. */
+int msam_cuda_im2col3x3(cudaStream_t stream, float *cols, const float *x, int h, int w, int cin, int stride, int oy0,
+                        int out_rows);
+
 #ifdef __cplusplus
 }
 #endif
