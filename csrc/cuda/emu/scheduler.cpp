@@ -32,9 +32,11 @@ struct emu_thread {
     block_state *blk = nullptr;
 };
 
+/* Shuffles alternate between two slot sets: a lane can write set p again only after the warp
+ * barrier of the shuffle in between, which every lane reaches after reading set p. */
 struct warp_state {
-    uint64_t slot[32];
-    int size = 0, arrived = 0;
+    uint64_t slot[2][32];
+    int size = 0, arrived = 0, phase = 0;
 };
 
 struct block_state {
@@ -172,6 +174,7 @@ void warp_barrier(emu_thread *t) {
     if (++w.arrived == w.size) {
         for (int i = t->warp * 32; i < t->warp * 32 + w.size; i++) b->threads[i].st = fstate::ready;
         w.arrived = 0;
+        w.phase ^= 1;
     }
     yield_to_scheduler(t);
 }
@@ -181,7 +184,7 @@ void run_block(block_state *b, std::vector<fiber_stack> &stacks, std::vector<int
     const int n = (int)b->threads.size();
     b->at_barrier = b->done = 0;
     b->error.clear();
-    for (warp_state &w : b->warps) w.arrived = 0;
+    for (warp_state &w : b->warps) w.arrived = w.phase = 0;
     std::fill(b->dyn.begin(), b->dyn.end(), (unsigned char)0xff); /* NaN floats, -1 ints */
     for (int i = 0; i < n; i++) {
         emu_thread &t = b->threads[i];
@@ -248,11 +251,10 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src, const char *what) 
     if (src < 0 || src >= w.size)
         fail(t, std::string(what) + " reads lane " + std::to_string(src) + " of a warp of " + std::to_string(w.size) +
                     " threads (block size not a multiple of 32) in " + describe(*t));
-    w.slot[t->lane] = mine;
-    warp_barrier(t); /* everyone has written */
-    const uint64_t got = w.slot[src];
-    warp_barrier(t); /* everyone has read; the slots may be reused */
-    return got;
+    const int set = w.phase;
+    w.slot[set][t->lane] = mine;
+    warp_barrier(t); /* everyone has written (the last to arrive flipped w.phase) */
+    return w.slot[set][src];
 }
 
 cudaError_t check_config(const void *kernel, dim3 grid, dim3 block, size_t shmem, std::string *msg) {
