@@ -27,6 +27,7 @@ struct emu_thread {
     fiber_ctx ctx;
     fstate st = fstate::ready;
     int linear = 0, lane = 0, warp = 0;
+    int pos = 0; /* index in the block's resumption order */
     const char *file = nullptr; /* the __syncthreads it waits at */
     int line = 0;
     block_state *blk = nullptr;
@@ -46,6 +47,7 @@ struct block_state {
     fiber_ctx sched;
     const std::function<void()> *body = nullptr;
     std::vector<unsigned char> dyn; /* dynamic shared memory */
+    std::vector<int> order;         /* resumption order: thread indices */
     std::string error;
 };
 
@@ -104,7 +106,23 @@ void give_stacks(std::vector<fiber_stack> *s) {
 }
 
 /* ---- fibers ---- */
-void yield_to_scheduler(emu_thread *t) { fiber_switch(&t->ctx, &t->blk->sched); }
+/* A thread that waits or ends hands over to the next ready thread after it in the order, or, at
+ * the end of a pass (or on an error), back to the scheduler, which starts the next pass. */
+void yield_to_scheduler(emu_thread *t) {
+    block_state *b = t->blk;
+    if (b->error.empty()) {
+        const int n = (int)b->order.size();
+        for (int k = t->pos + 1; k < n; k++) {
+            emu_thread *u = &b->threads[b->order[k]];
+            if (u->st != fstate::ready) continue;
+            tls_thread = u;
+            tls_coords = &u->coords;
+            fiber_switch(&t->ctx, &u->ctx);
+            return;
+        }
+    }
+    fiber_switch(&t->ctx, &b->sched);
+}
 
 void fiber_main(void *p) {
     emu_thread *t = static_cast<emu_thread *>(p);
@@ -180,7 +198,7 @@ void warp_barrier(emu_thread *t) {
 }
 
 /* Runs one block to completion (or failure) on this worker thread. */
-void run_block(block_state *b, std::vector<fiber_stack> &stacks, std::vector<int> &order, std::mt19937 &rng) {
+void run_block(block_state *b, std::vector<fiber_stack> &stacks, std::mt19937 &rng) {
     const int n = (int)b->threads.size();
     b->at_barrier = b->done = 0;
     b->error.clear();
@@ -194,23 +212,23 @@ void run_block(block_state *b, std::vector<fiber_stack> &stacks, std::vector<int
         fiber_init(&t.ctx, &stacks[i], fiber_main, &t);
     }
     tls_block = b;
-    while (b->done < n) {
-        bool progressed = false;
-        if (order_mode() == 2) std::shuffle(order.begin(), order.end(), rng);
-        for (int k = 0; k < n; k++) {
-            emu_thread *t = &b->threads[order[k]];
-            if (t->st != fstate::ready) continue;
-            tls_thread = t;
-            tls_coords = &t->coords;
-            fiber_switch(&b->sched, &t->ctx);
-            progressed = true;
-            if (!b->error.empty()) break;
+    /* A pass resumes the ready threads in order, each handing over to the next (see
+     * yield_to_scheduler); nothing ready at the start of a pass means a stall. */
+    while (b->done < n && b->error.empty()) {
+        if (order_mode() == 2) {
+            std::shuffle(b->order.begin(), b->order.end(), rng);
+            for (int k = 0; k < n; k++) b->threads[b->order[k]].pos = k;
         }
-        if (!b->error.empty()) break;
-        if (!progressed) {
+        emu_thread *first = nullptr;
+        for (int k = 0; k < n && !first; k++)
+            if (b->threads[b->order[k]].st == fstate::ready) first = &b->threads[b->order[k]];
+        if (!first) {
             b->error = diagnose_stall(*b);
             break;
         }
+        tls_thread = first;
+        tls_coords = &first->coords;
+        fiber_switch(&b->sched, &first->ctx);
     }
     tls_thread = nullptr;
     tls_coords = nullptr;
@@ -315,8 +333,9 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<vo
             t.coords.gdim = grid;
             b.warps[t.warp].size++;
         }
-        std::vector<int> order(nthreads);
-        for (int i = 0; i < nthreads; i++) order[i] = order_mode() == 1 ? nthreads - 1 - i : i;
+        b.order.resize(nthreads);
+        for (int i = 0; i < nthreads; i++) b.order[i] = order_mode() == 1 ? nthreads - 1 - i : i;
+        for (int k = 0; k < nthreads; k++) b.threads[b.order[k]].pos = k;
         std::mt19937 rng(seed);
         while (!failed) {
             const long long bi = next++;
@@ -324,7 +343,7 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<vo
             const uint3 bid{(unsigned)(bi % grid.x), (unsigned)((bi / grid.x) % grid.y),
                             (unsigned)(bi / ((long long)grid.x * grid.y))};
             for (emu_thread &t : b.threads) t.coords.bid = bid;
-            run_block(&b, stacks, order, rng);
+            run_block(&b, stacks, rng);
             if (!b.error.empty()) {
                 std::lock_guard<std::mutex> lock(err_mu);
                 if (first_error.empty()) first_error = b.error;
