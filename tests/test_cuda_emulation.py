@@ -57,7 +57,7 @@ SIGNATURES = {
     "msam_cuda_add": [c_float_p, c_float_p, c_float_p, c_float_p, ctypes.c_size_t],
     "msam_cuda_activate": [c_float_p, c_float_p, c_float_p, ctypes.c_size_t, ctypes.c_int],
     "msam_cuda_fill": [c_float_p, c_float_p, ctypes.c_size_t, ctypes.c_float],
-    "msam_cuda_broadcast_rows": [c_float_p, c_float_p, ctypes.c_ssize_t, c_float_p, ctypes.c_int, ctypes.c_int],
+    "msam_cuda_add_row": [c_float_p, c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int],
     "msam_cuda_layernorm": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, c_float_p, c_float_p,
                             ctypes.c_float],
     "msam_cuda_layernorm_pe": [c_float_p, c_float_p, c_float_p, c_float_p, c_float_p, c_float_p, ctypes.c_int,
@@ -66,11 +66,9 @@ SIGNATURES = {
     "msam_cuda_transpose": [c_float_p, c_float_p, ctypes.c_ssize_t, c_float_p, ctypes.c_ssize_t, ctypes.c_int,
                             ctypes.c_int],
     "msam_cuda_space_to_depth2": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
-    "msam_cuda_normalize_pad_u8": [c_float_p, c_float_p, ctypes.c_int, c_float_p, ctypes.c_int, ctypes.c_int,
-                                   ctypes.c_ssize_t, c_float_p, c_float_p],
-    "msam_cuda_normalize_pad_f32": [c_float_p, c_float_p, ctypes.c_int, c_float_p, ctypes.c_int, ctypes.c_int,
-                                    ctypes.c_ssize_t, ctypes.c_ssize_t, ctypes.c_ssize_t, c_float_p, c_float_p,
-                                    c_float_p],
+    "msam_cuda_normalize_pad": [c_float_p, c_float_p, ctypes.c_int, c_float_p, ctypes.c_int, ctypes.c_int,
+                                ctypes.c_int, ctypes.c_ssize_t, ctypes.c_ssize_t, ctypes.c_ssize_t, c_float_p,
+                                c_float_p, c_float_p],
     "msam_cuda_resize_bilinear": [c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_ssize_t, c_float_p,
                                   ctypes.c_int, ctypes.c_int, ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int],
     "msam_cuda_resize_bilinear_mask": [c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_ssize_t,
@@ -362,11 +360,16 @@ def test_add_fill_broadcast(emu, n):
     assert np.array_equal(a, y)
     ok(emu.msam_cuda_fill(None, ptr(y), n, ctypes.c_float(-2.5)), emu)
     assert (y == -2.5).all()
-    rows, c, ldy = max(1, n // 100), 37, 41
+    rows, c = max(1, n // 100), 37
     row = rng.standard_normal(c).astype(np.float32)
-    out = np.full((rows, ldy), 7.0, np.float32)
-    ok(emu.msam_cuda_broadcast_rows(None, ptr(out), ldy, ptr(row), rows, c), emu)
-    assert np.array_equal(out[:, :c], np.broadcast_to(row, (rows, c))) and (out[:, c:] == 7).all()
+    out = np.full(rows * c + 1, 7.0, np.float32)
+    ok(emu.msam_cuda_add_row(None, ptr(out), None, ptr(row), rows, c), emu)  # broadcast
+    assert np.array_equal(out[:-1].reshape(rows, c), np.broadcast_to(row, (rows, c))) and out[-1] == 7
+    x = rng.standard_normal((rows, c)).astype(np.float32)
+    ok(emu.msam_cuda_add_row(None, ptr(out), ptr(x), ptr(row), rows, c), emu)
+    assert np.array_equal(out[:-1].reshape(rows, c), x + row)
+    ok(emu.msam_cuda_add_row(None, ptr(x), ptr(x), ptr(row), rows, c), emu)  # in place
+    assert np.array_equal(x, out[:-1].reshape(rows, c))
 
 
 @pytest.mark.parametrize("act", [0, 1, 2])
@@ -430,26 +433,36 @@ def test_space_to_depth2(emu, h, w, c):
     assert np.array_equal(y, want)
 
 
-@pytest.mark.parametrize("size,h,w", [(64, 37, 50), (64, 64, 64), (32, 1, 1), (48, 48, 13)])
-def test_normalize_pad(emu, size, h, w):
-    rng = np.random.default_rng(size + h)
+U8, F32 = 1, 0
+
+
+@pytest.mark.parametrize("side,h,w", [(64, 37, 50), (64, 64, 64), (32, 1, 1), (48, 48, 13)])
+def test_normalize_pad(emu, side, h, w):
+    """uint8 HWC with padded rows, the same frame as BGR (negative channel stride), and a float
+    CHW view with strides (with one NaN counted): all equal the float32 arithmetic of predict.c."""
+    rng = np.random.default_rng(side + h)
     row_stride = w * 3 + 5
     buf = rng.integers(0, 256, (h, row_stride), dtype=np.uint8)
     rgb = buf[:, : w * 3].reshape(h, w, 3)
-    want = np.zeros((size, size, 3), np.float32)
+    want = np.zeros((side, side, 3), np.float32)
     want[:h, :w] = (rgb.astype(np.float32) - MEAN) / STD  # float32 ops, as predict.c
-    y = np.full((size, size, 3), np.nan, np.float32)
-    ok(emu.msam_cuda_normalize_pad_u8(None, ptr(y), size, ptr(buf), h, w, row_stride, ptr(MEAN), ptr(STD)), emu)
+    y = np.full((side, side, 3), np.nan, np.float32)
+    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(buf), U8, h, w, 1, row_stride, 3, ptr(MEAN), ptr(STD),
+                                   None), emu)
     assert np.array_equal(y, want)
-    # the float path from a 3 x H x W view with strides (here the transposed image)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    y[:] = np.nan
+    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ctypes.c_void_p(bgr.ctypes.data + 2), U8, h, w, -1, w * 3, 3,
+                                   ptr(MEAN), ptr(STD), None), emu)
+    assert np.array_equal(y, want)
     chw = np.ascontiguousarray(rgb.astype(np.float32).transpose(2, 1, 0)).transpose(0, 2, 1)
     if h * w > 1:
         chw[1, h - 1, w - 1] = np.nan
     bad = np.zeros(1, np.int32)
     y[:] = np.nan
     st = [s // 4 for s in chw.strides]
-    ok(emu.msam_cuda_normalize_pad_f32(None, ptr(y), size, ptr(chw), h, w, st[0], st[1], st[2], ptr(MEAN),
-                                       ptr(STD), ptr(bad)), emu)
+    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(chw), F32, h, w, st[0], st[1], st[2], ptr(MEAN), ptr(STD),
+                                   ptr(bad)), emu)
     if h * w > 1:
         assert bad[0] == 1 and np.isnan(y[h - 1, w - 1, 1])
         y[h - 1, w - 1, 1] = want[h - 1, w - 1, 1]
@@ -606,7 +619,8 @@ def test_launchers_reject_bad_sizes(emu):
     assert emu.msam_cuda_attention(None, ptr(y), ptr(y), 65, ptr(y), 65, ptr(y), 65, 1, 1, 1, 65) == 1
     assert emu.msam_cuda_im2col3x3(None, ptr(y), ptr(y), 4, 4, 1, 2, 1, 2) == 1  # rows past ho
     assert emu.msam_cuda_transpose(None, ptr(y), 1, ptr(y), 4, 4, 4) == 1  # ldy < rows
-    assert emu.msam_cuda_normalize_pad_u8(None, ptr(y), 2, ptr(y), 3, 1, 3, ptr(MEAN), ptr(STD)) == 1  # h > size
+    assert emu.msam_cuda_normalize_pad(None, ptr(y), 2, ptr(y), U8, 3, 1, 1, 3, 3, ptr(MEAN), ptr(STD), None) == 1
+    assert emu.msam_cuda_normalize_pad(None, ptr(y), 2, ptr(y), 2, 1, 1, 1, 3, 3, ptr(MEAN), ptr(STD), None) == 1
     # nothing to do is not an error and launches nothing
     assert emu.msam_cuda_add(None, ptr(y), ptr(y), ptr(y), 0) == 0
     assert emu.msam_cuda_softmax(None, ptr(y), 0, 4, 4, 1.0) == 0

@@ -18,7 +18,8 @@ extern "C" {
 
 typedef struct CUstream_st *cudaStream_t;
 
-enum { MSAM_CUDA_ACT_NONE = 0, MSAM_CUDA_ACT_GELU = 1, MSAM_CUDA_ACT_RELU = 2 };
+enum { MSAM_CUDA_ACT_NONE = 0, MSAM_CUDA_ACT_GELU = 1, MSAM_CUDA_ACT_RELU = 2 }; /* msam_act */
+enum { MSAM_CUDA_F32 = 0, MSAM_CUDA_U8 = 1 };                                       /* msam_dtype */
 
 /* y = a + b over n floats; y may alias a or b. */
 int msam_cuda_add(cudaStream_t stream, float *y, const float *a, const float *b, size_t n);
@@ -29,8 +30,9 @@ int msam_cuda_activate(cudaStream_t stream, float *y, const float *x, size_t n, 
 /* y[i] = value for i < n. */
 int msam_cuda_fill(cudaStream_t stream, float *y, size_t n, float value);
 
-/* y[r * ldy + j] = row[j] for r < rows, j < c (the no-mask embedding broadcast to the map). */
-int msam_cuda_broadcast_rows(cudaStream_t stream, float *y, ptrdiff_t ldy, const float *row, int rows, int c);
+/* y[r, :] = x[r, :] + row for r < rows (c floats a row; rows packed); x may be NULL (then the
+ * row is broadcast: the no-mask embedding over the map) or y. */
+int msam_cuda_add_row(cudaStream_t stream, float *y, const float *x, const float *row, int rows, int c);
 
 /* Row-wise LayerNorm over c channels, two-pass mean and biased variance as torch; y may be x. */
 int msam_cuda_layernorm(cudaStream_t stream, float *y, const float *x, int rows, int c, const float *gamma,
@@ -51,17 +53,15 @@ int msam_cuda_transpose(cudaStream_t stream, float *y, ptrdiff_t ldy, const floa
 /* 2x2 space-to-depth: x h x w x c -> y (h/2) x (w/2) x 4c, channel (dy * 2 + dx) * c + ch. */
 int msam_cuda_space_to_depth2(cudaStream_t stream, float *y, const float *x, int h, int w, int c);
 
-/* Sam.preprocess on a resized uint8 RGB image: y is size x size x 3 (channels-last),
- * y = (rgb - mean[ch]) / std[ch] inside the h x w image (rows row_stride bytes apart, pixels 3
- * bytes), 0 in the bottom/right padding. mean and std are 3 host floats each. */
-int msam_cuda_normalize_pad_u8(cudaStream_t stream, float *y, int size, const uint8_t *rgb, int h, int w,
-                               ptrdiff_t row_stride, const float *mean, const float *std);
-/* The same from a float image of 3 planes (element strides stride_c, stride_y, stride_x), as
- * set_torch_image takes it; every non-finite input value adds 1 to *nonfinite when it is not NULL
- * (a device int the caller clears and reads when it may synchronise). */
-int msam_cuda_normalize_pad_f32(cudaStream_t stream, float *y, int size, const float *chw, int h, int w,
-                                ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float *mean,
-                                const float *std, int *nonfinite);
+/* Sam.preprocess, ops->normalize_pad: y is side x side x 3 (channels-last), y = (x - mean[ch]) /
+ * std[ch] inside the h x w image, 0 in the bottom/right padding. x is MSAM_CUDA_U8 (element
+ * (ch, y, x) at ch * stride_c + y * stride_y + x * stride_x bytes) or MSAM_CUDA_F32 (the same in
+ * floats). mean and std are 3 host floats each. With MSAM_CUDA_F32 every non-finite input value
+ * adds 1 to *nonfinite when it is not NULL (a device int the caller clears, and reads when it may
+ * synchronise). */
+int msam_cuda_normalize_pad(cudaStream_t stream, float *y, int side, const void *x, int type, int h, int w,
+                            ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float *mean,
+                            const float *std, int *nonfinite);
 
 /* torch interpolate(bilinear, align_corners=False) of one plane sh x sw (rows src_ld apart) to
  * dh x dw (rows dst_ld apart), only the top-left crop_h x crop_w written; bit-identical to the

@@ -1,5 +1,5 @@
-/* fill.cu - constant fill and row broadcast (the no-mask dense embedding copied to every pixel of
- * the map), ops the graph once did with host loops over op memory. */
+/* fill.cu - constant fill, and a row added to (or, with no x, broadcast over) every row of a map:
+ * the no-mask dense embedding over the image, which the graph once copied with host loops. */
 #include "../msam_cuda.h"
 
 static __global__ void fill_kernel(float *y, size_t n, float value) {
@@ -8,11 +8,11 @@ static __global__ void fill_kernel(float *y, size_t n, float value) {
 }
 
 /* Threads walk the rows x c elements with the channel fastest, so a warp writes one contiguous run. */
-static __global__ void broadcast_rows_kernel(float *y, ptrdiff_t ldy, const float *row, int rows, int c) {
+static __global__ void add_row_kernel(float *y, const float *x, const float *row, int rows, int c) {
     const size_t n = (size_t)rows * c, step = (size_t)gridDim.x * blockDim.x;
     for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) {
-        const size_t r = e / (size_t)c, j = e % (size_t)c;
-        y[(ptrdiff_t)r * ldy + (ptrdiff_t)j] = row[j];
+        const float r = row[e % (size_t)c];
+        y[e] = x ? x[e] + r : r;
     }
 }
 
@@ -24,12 +24,10 @@ extern "C" int msam_cuda_fill(cudaStream_t stream, float *y, size_t n, float val
     return msam_cuda_status();
 }
 
-extern "C" int msam_cuda_broadcast_rows(cudaStream_t stream, float *y, ptrdiff_t ldy, const float *row, int rows,
-                                        int c) {
+extern "C" int msam_cuda_add_row(cudaStream_t stream, float *y, const float *x, const float *row, int rows, int c) {
     if (rows == 0 || c == 0) return 0;
-    if (!y || !row || rows < 0 || c < 0 || ldy < c) return (int)cudaErrorInvalidValue;
+    if (!y || !row || rows < 0 || c < 0) return (int)cudaErrorInvalidValue;
     const unsigned blocks = msam_blocks_for((size_t)rows * c, 256);
-    MSAM_LAUNCH(broadcast_rows_kernel, dim3(blocks < 4096 ? blocks : 4096), dim3(256), 0, stream)(y, ldy, row, rows,
-                                                                                                   c);
+    MSAM_LAUNCH(add_row_kernel, dim3(blocks < 4096 ? blocks : 4096), dim3(256), 0, stream)(y, x, row, rows, c);
     return msam_cuda_status();
 }
