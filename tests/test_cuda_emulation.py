@@ -84,6 +84,9 @@ SIGNATURES = {
                                   ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int],
     "msam_cuda_im2col3x3": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                             ctypes.c_int, ctypes.c_int],
+    "msam_cuda_upscale_masks_tail": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, c_float_p,
+                                     c_float_p, ctypes.c_float, c_float_p, c_float_p, ctypes.c_int, c_float_p,
+                                     ctypes.c_int],
     "msam_emu_selftest_reverse": [c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_divergent": [c_float_p, ctypes.c_int],
     "msam_emu_selftest_shuffle": [c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
@@ -577,6 +580,32 @@ def test_im2col3x3_gives_the_convolution(emu, h, w, cin, stride, oy0, rows):
     np.testing.assert_allclose(got, ref[oy0: oy0 + rows].reshape(rows * wo, cout), atol=1e-9)
 
 
+def upscale_tail_ref(u1, g, c1, gamma, beta, eps, w2, b2, c, hyper):
+    """The contract of ops.h in float64: sub-pixel LayerNorm + GELU, up2 + GELU, hypernetwork dots."""
+    n = hyper.shape[0]
+    v = u1.astype(np.float64).reshape(g * g * 4, c1)
+    m = v.mean(1, keepdims=True)
+    v = gelu((v - m) / np.sqrt(((v - m) ** 2).mean(1, keepdims=True) + eps) * gamma + beta)
+    v = gelu(v @ w2.T.astype(np.float64) + (0 if b2 is None else b2)).reshape(g, g, 2, 2, 2, 2, c)  # y x t1 t2
+    # t1 = (a, b), t2 = (d, e): Y = 4y + 2a + d, X = 4x + 2b + e
+    logits = np.einsum("yxabdek,ik->iyadxbe", v, hyper.astype(np.float64))
+    return logits.reshape(n, 4 * g, 4 * g)
+
+
+@pytest.mark.parametrize("g,c1,c,n", [(1, 8, 4, 1), (3, 64, 32, 4), (4, 70, 33, 3)])
+def test_upscale_masks_tail(emu, g, c1, c, n):
+    rng = np.random.default_rng(g * c1 + c)
+    u1 = rng.standard_normal((g * g, 4 * c1)).astype(np.float32)
+    gamma, beta = rng.standard_normal(c1).astype(np.float32), rng.standard_normal(c1).astype(np.float32)
+    w2 = (rng.standard_normal((4 * c, c1)) / np.sqrt(c1)).astype(np.float32)
+    b2 = rng.standard_normal(4 * c).astype(np.float32)
+    hyper = rng.standard_normal((n, c)).astype(np.float32)
+    low = np.full((n, 4 * g, 4 * g), np.nan, np.float32)
+    ok(emu.msam_cuda_upscale_masks_tail(None, ptr(low), ptr(u1), g, c1, ptr(gamma), ptr(beta), 1e-6, ptr(w2), ptr(b2),
+                                        c, ptr(hyper), n), emu)
+    np.testing.assert_allclose(low, upscale_tail_ref(u1, g, c1, gamma, beta, 1e-6, w2, b2, c, hyper), atol=5e-5)
+
+
 def test_results_do_not_depend_on_thread_interleaving(emu, order):
     """Kernels that share data between threads (barriers, shuffles) give bit-identical results
     whichever order a block's threads are resumed in: no missing barrier hides in them."""
@@ -603,7 +632,10 @@ def test_results_do_not_depend_on_thread_interleaving(emu, order):
         ok(emu.msam_cuda_attention(None, ptr(at), ptr(x), 70, ptr(x), 70, ptr(x), 70, 37, 37, 4, 16), emu)
         ap = np.zeros((37, 4 * 37), np.float32)
         ok(emu.msam_cuda_attention_probs(None, ptr(ap), 4 * 37, ptr(x), 70, ptr(x), 70, 37, 37, 4, 16), emu)
-        return [ln, sm, tr, rs, wa, at, ap]
+        up = np.zeros((2, 8, 8), np.float32)
+        ok(emu.msam_cuda_upscale_masks_tail(None, ptr(up), ptr(x), 2, 16, ptr(g), ptr(b), 1e-6, ptr(x), None, 8,
+                                            ptr(x), 2), emu)
+        return [ln, sm, tr, rs, wa, at, ap, up]
 
     base = run_all()
     for name, seed in [("reverse", 1), ("shuffle", 5), ("shuffle", 6)]:

@@ -99,6 +99,15 @@ int msam_cuda_attention_probs(cudaStream_t stream, float *P, ptrdiff_t ldp, cons
 int msam_cuda_im2col3x3(cudaStream_t stream, float *cols, const float *x, int h, int w, int cin, int stride, int oy0,
                         int out_rows);
 
+/* ops->upscale_masks after its first product: u1 is up1(x) with its bias, g*g rows of 4*c1 (the 4
+ * sub-pixels t1 of c1 channels, from the GEMM); per sub-pixel LayerNorm (gamma, beta, eps) and
+ * GELU, then v = GELU(u . w2^T + b2) with w2 [4c][c1] (PyTorch layout; b2 may be NULL), then
+ * low[i][Y][X] = v_t2 . hyper[i] for i < n (hyper n x c), low planar n x 4g x 4g with
+ * Y = 4y + 2(t1/2) + t2/2, X = 4x + 2(t1%2) + t2%2. c1 <= 256, c <= 64, n <= 16. */
+int msam_cuda_upscale_masks_tail(cudaStream_t stream, float *low, const float *u1, int g, int c1, const float *gamma,
+                                 const float *beta, float eps, const float *w2, const float *b2, int c,
+                                 const float *hyper, int n);
+
 #ifdef __cplusplus
 }
 #endif
