@@ -660,18 +660,26 @@ def test_launchers_reject_bad_sizes(emu):
 
 # ---- the real compiler ---------------------------------------------------------------------
 
-NVCC = shutil.which("nvcc") or (str(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc")
-                                if os.environ.get("CUDA_HOME") and (Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc").exists()
-                                else None)
+def find_nvcc():
+    """nvcc on PATH, else under CUDA_HOME."""
+    found = shutil.which("nvcc")
+    home = os.environ.get("CUDA_HOME")
+    if not found and home and (Path(home) / "bin" / "nvcc").exists():
+        found = str(Path(home) / "bin" / "nvcc")
+    return found
+
+
+NVCC = find_nvcc()
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CI has it): the .cu files were only emulated")
 def test_every_cu_compiles_with_nvcc(tmp_path):
-    """sm_80 and sm_90 SASS for every kernel file and the shim's self-test, so a .cu that only
-    the emulation accepts fails here."""
+    """sm_80 and sm_90 SASS and sm_90 PTX for every kernel file and the shim's self-test, warnings
+    as errors, so a .cu that only the emulation accepts fails here."""
     cmds = []
     for src in KERNELS + [SELFTEST]:
         cmds.append([NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings",
                      "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
+                     "-gencode", "arch=compute_90,code=compute_90",  # PTX for newer GPUs
                      str(src), "-o", str(tmp_path / (src.stem + ".o"))])
     _compile_all(cmds)

@@ -345,10 +345,12 @@ static inline launcher<P...> make_launcher(void (*kernel)(P...), dim3 grid, dim3
 }
 } // namespace msam_emu
 
-template <class... P> static inline cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attr, int value) {
+template <class... P>
+static inline cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attr, int value) {
     return msam_emu::func_set_attribute(reinterpret_cast<const void *>(kernel), attr, value);
 }
 
-#define MSAM_EMU_LAUNCH(kernel, grid, block, shmem, stream) ::msam_emu::make_launcher(kernel, grid, block, shmem, stream)
+#define MSAM_EMU_LAUNCH(kernel, grid, block, shmem, stream)                                                           \
+    ::msam_emu::make_launcher(kernel, grid, block, shmem, stream)
 
 #endif

@@ -74,13 +74,16 @@ bool in_device_alloc(const void *p, size_t bytes) {
 
 cudaError_t check_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (bytes == 0) return cudaSuccess;
-    if (!dst || !src || (int)kind < 0 || (int)kind > 4) return set_error(cudaErrorInvalidValue, "cudaMemcpy: bad arguments", false);
+    if (!dst || !src || (int)kind < 0 || (int)kind > 4)
+        return set_error(cudaErrorInvalidValue, "cudaMemcpy: bad arguments", false);
     const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
     const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
     if (dst_dev && !in_device_alloc(dst, bytes))
-        return set_error(cudaErrorInvalidValue, "cudaMemcpy: destination range is not inside a cudaMalloc allocation", false);
+        return set_error(cudaErrorInvalidValue, "cudaMemcpy: destination range is not inside a cudaMalloc allocation",
+                         false);
     if (src_dev && !in_device_alloc(src, bytes))
-        return set_error(cudaErrorInvalidValue, "cudaMemcpy: source range is not inside a cudaMalloc allocation", false);
+        return set_error(cudaErrorInvalidValue, "cudaMemcpy: source range is not inside a cudaMalloc allocation",
+                         false);
     return cudaSuccess;
 }
 

@@ -9,7 +9,8 @@
 /* Vector v over the threads first, first + step, ...; the reductions span a warp (WHOLE_BLOCK
  * false) or the block (through red). */
 template <bool WHOLE_BLOCK>
-static __device__ __forceinline__ void softmax_strided(float *v, int len, float scale, int first, int step, float *red) {
+static __device__ __forceinline__ void softmax_strided(float *v, int len, float scale, int first, int step,
+                                                       float *red) {
     float mx = -INFINITY;
     for (int j = first; j < len; j += step) mx = fmaxf(mx, v[j] * scale);
     mx = WHOLE_BLOCK ? msam_block_max(mx, red) : msam_warp_max(mx);

@@ -70,7 +70,8 @@ static __global__ void window_attention_kernel(float *y, const float *qkv, const
             p[j] = e;
             sum += e;
         }
-        sum = msam_warp_sum(sum); /* a shuffle: every lane's p[] is written before anyone reads */
+        sum = msam_warp_sum(sum);
+        __syncwarp(); /* all of p[] written before every lane reads it (a shuffle orders no memory) */
         float *yo = y + (size_t)qrow * ldy + (size_t)hd * dh;
         for (int d = lane; d < dh; d += MSAM_WARP) {
             float acc = 0.0f;
