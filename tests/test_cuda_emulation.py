@@ -24,6 +24,7 @@ CUDA_DIR = ROOT / "csrc" / "cuda"
 KERNELS = sorted((CUDA_DIR / "kernels").glob("*.cu"))
 EMU_SOURCES = sorted((CUDA_DIR / "emu").glob("*.cpp"))
 SELFTEST = CUDA_DIR / "emu" / "selftest.cu"
+CUBLAS_USERS = [CUDA_DIR / "emu" / "cublas_selftest.cu"]  # .cu files that include cublas_v2.h under nvcc
 CXX = os.environ.get("CXX", "g++")
 # extra flags for the emulation build, e.g. "-fsanitize=address" (then run pytest with the
 # sanitizer's runtime preloaded; see csrc/cuda/README.md)
@@ -98,6 +99,10 @@ SIGNATURES = {
     "msam_emu_selftest_free": [c_float_p],
     "msam_emu_selftest_copy": [c_float_p, c_float_p, ctypes.c_size_t, ctypes.c_int],
     "msam_emu_set_order": [ctypes.c_int, ctypes.c_uint],
+    "msam_emu_selftest_sgemm": [ctypes.c_int] * 5 + [ctypes.c_float, c_float_p, ctypes.c_int, ctypes.c_longlong,
+                                                     c_float_p, ctypes.c_int, ctypes.c_longlong, ctypes.c_float,
+                                                     c_float_p, ctypes.c_int, ctypes.c_longlong, ctypes.c_int,
+                                                     ctypes.c_int, c_float_p, ctypes.c_size_t],
     "msam_emu_cudaGetLastError": [],
     "msam_emu_cudaDeviceReset": [],
 }
@@ -114,7 +119,7 @@ def emu(tmp_path_factory):
     flags = [CXX, "-std=c++17", "-O2", "-fPIC", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unknown-pragmas",
              "-DMSAM_CUDA_EMULATION"] + EXTRA_FLAGS + ["-c"]
     cmds, objs = [], []
-    for src in EMU_SOURCES + KERNELS + [SELFTEST]:
+    for src in EMU_SOURCES + KERNELS + [SELFTEST] + CUBLAS_USERS:
         obj = out / (src.parent.name + "_" + src.name + ".o")
         lang = ["-x", "c++"] if src.suffix == ".cu" else []
         cmds.append(flags + lang + [str(src), "-o", str(obj)])
@@ -348,6 +353,54 @@ def test_graph_capture_records_and_replays(emu):
     assert emu.msam_emu_cudaGetLastError() == 0
     for p in dev:
         ok(emu.msam_emu_selftest_free(p), emu)
+
+
+def colmajor(a, ld, rows, cols):
+    """The rows x cols column-major matrix at a (leading dimension ld) as a numpy view."""
+    return np.lib.stride_tricks.as_strided(a, (rows, cols), (4, ld * 4))
+
+
+@pytest.mark.parametrize("ta,tb,m,n,k,batch,capture", [(0, 0, 5, 7, 3, 1, 0), (1, 0, 33, 1, 70, 1, 1),
+                                                       (0, 1, 1, 40, 9, 3, 0), (1, 1, 17, 19, 23, 2, 1),
+                                                       (0, 0, 4, 4, 0, 1, 0)])
+def test_cublas_sgemm(emu, ta, tb, m, n, k, batch, capture):
+    """cuBLAS's column-major SGEMM (transposes, leading dimensions, alpha/beta, batches) on a stream,
+    and captured into a graph: nothing runs at capture, the replay computes."""
+    rng = np.random.default_rng(m * n + k)
+    ar, ac = (k, m) if ta else (m, k)
+    br, bc = (n, k) if tb else (k, n)
+    lda, ldb, ldc = ar + 2, br + 1, m + 3
+    sa, sb, sc = lda * ac + 5, ldb * bc + 1, ldc * n + 2
+    A = rng.standard_normal(sa * batch).astype(np.float32)
+    B = rng.standard_normal(sb * batch).astype(np.float32)
+    C = rng.standard_normal(sc * batch).astype(np.float32)
+    C0 = C.copy()
+    alpha, beta = 0.75, -0.5
+    after = np.zeros_like(C)
+    rc = emu.msam_emu_selftest_sgemm(ta, tb, m, n, k, alpha, ptr(A), lda, sa if batch > 1 else 0, ptr(B), ldb,
+                                     sb if batch > 1 else 0, beta, ptr(C), ldc, sc if batch > 1 else 0, batch,
+                                     capture, ptr(after), C.size)
+    ok(rc, emu)
+    if capture:
+        assert np.array_equal(after, C0), "the captured GEMM ran at capture"
+    for i in range(batch):
+        a = colmajor(A[i * sa:], lda, ar, ac).astype(np.float64)
+        b = colmajor(B[i * sb:], ldb, br, bc).astype(np.float64)
+        want = alpha * ((a.T if ta else a) @ (b.T if tb else b)) + beta * colmajor(C0[i * sc:], ldc, m, n)
+        np.testing.assert_allclose(colmajor(C[i * sc:], ldc, m, n), want, atol=1e-4)
+    # outside the m x n blocks nothing is written
+    untouched = np.ones(C.size, bool)
+    for i in range(batch):
+        for j in range(n):
+            untouched[i * sc + j * ldc: i * sc + j * ldc + m] = False
+    assert np.array_equal(C[untouched], C0[untouched])
+
+
+def test_cublas_rejects_bad_leading_dimension(emu):
+    x = np.zeros(64, np.float32)
+    rc = emu.msam_emu_selftest_sgemm(0, 0, 4, 4, 4, 1.0, ptr(x), 3, 0, ptr(x), 4, 0, 0.0, ptr(x), 4, 0, 1, 0,
+                                     ptr(x), 0)
+    assert rc == 1000 + 7  # CUBLAS_STATUS_INVALID_VALUE: lda < m
 
 
 # ---- the kernels ---------------------------------------------------------------------------
@@ -669,7 +722,25 @@ def find_nvcc():
     return found
 
 
+def find_cublas_include():
+    """The directory of cublas_v2.h: the toolkit's, or the nvidia-cublas wheel's."""
+    roots = []
+    if NVCC:
+        roots.append(Path(NVCC).resolve().parent.parent / "include")
+    if os.environ.get("CUDA_HOME"):
+        roots.append(Path(os.environ["CUDA_HOME"]) / "include")
+    try:
+        import nvidia  # the wheels' namespace package
+
+        for base in nvidia.__path__:
+            roots += [p.parent for p in Path(base).glob("*/include/cublas_v2.h")]
+    except ImportError:
+        pass
+    return next((r for r in roots if (r / "cublas_v2.h").exists()), None)
+
+
 NVCC = find_nvcc()
+CUBLAS_INCLUDE = find_cublas_include()
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CI has it): the .cu files were only emulated")
@@ -682,4 +753,14 @@ def test_every_cu_compiles_with_nvcc(tmp_path):
                      "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
                      "-gencode", "arch=compute_90,code=compute_90",  # PTX for newer GPUs
                      str(src), "-o", str(tmp_path / (src.stem + ".o"))])
+    _compile_all(cmds)
+
+
+@pytest.mark.skipif(NVCC is None or CUBLAS_INCLUDE is None,
+                    reason="nvcc or cuBLAS's headers (toolkit or nvidia-cublas wheel) not found")
+def test_cublas_users_compile_with_nvcc(tmp_path):
+    """The files that call cuBLAS compile against the real cublas_v2.h."""
+    cmds = [[NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings", "-I", str(CUBLAS_INCLUDE),
+             "-gencode", "arch=compute_80,code=sm_80", str(src), "-o", str(tmp_path / (src.stem + ".o"))]
+            for src in CUBLAS_USERS]
     _compile_all(cmds)

@@ -23,6 +23,10 @@ cudaError_t check_config(const void *kernel, dim3 grid, dim3 block, size_t shmem
  * remaining blocks are skipped, *msg says what happened and cudaErrorLaunchFailure is returned. */
 cudaError_t run_grid(dim3 grid, dim3 block, size_t shmem, const std::function<void()> &body, std::string *msg);
 
+/* Runs node now, or records it when s is capturing (runtime.cpp); what a stream operation of
+ * another library (cuBLAS) goes through. */
+cudaError_t enqueue_on_stream(cudaStream_t s, std::function<cudaError_t()> node);
+
 } // namespace msam_emu
 
 #endif

@@ -113,6 +113,11 @@ cudaError_t count_sync() {
 
 } // namespace
 
+cudaError_t enqueue_on_stream(cudaStream_t s, std::function<cudaError_t()> node) {
+    cudaError_t e = sticky();
+    return e ? e : enqueue(s, std::move(node));
+}
+
 size_t dynamic_shared_limit(const void *kernel) {
     std::lock_guard<std::mutex> lock(g_mu);
     auto it = g_shared_limit.find(kernel);
