@@ -88,6 +88,9 @@ SIGNATURES = {
     "msam_cuda_upscale_masks_tail": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, c_float_p,
                                      c_float_p, ctypes.c_float, c_float_p, c_float_p, ctypes.c_int, c_float_p,
                                      ctypes.c_int],
+    "msam_cuda_gemm_epilogue": [c_float_p, c_float_p, ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, c_float_p,
+                                ctypes.c_int, c_float_p, ctypes.c_ssize_t],
+    "msam_cuda_upscale_parts": [c_float_p] * 9 + [ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_reverse": [c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_divergent": [c_float_p, ctypes.c_int],
     "msam_emu_selftest_shuffle": [c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
@@ -657,6 +660,39 @@ def test_upscale_masks_tail(emu, g, c1, c, n):
     ok(emu.msam_cuda_upscale_masks_tail(None, ptr(low), ptr(u1), g, c1, ptr(gamma), ptr(beta), 1e-6, ptr(w2), ptr(b2),
                                         c, ptr(hyper), n), emu)
     np.testing.assert_allclose(low, upscale_tail_ref(u1, g, c1, gamma, beta, 1e-6, w2, b2, c, hyper), atol=5e-5)
+
+
+@pytest.mark.parametrize("act", [0, 1, 2])
+def test_gemm_epilogue(emu, act):
+    rng = np.random.default_rng(act)
+    rows, n, ldy, ldr = 13, 37, 40, 39
+    y = rng.standard_normal((rows, ldy)).astype(np.float32)
+    res = rng.standard_normal((rows, ldr)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    y0 = y.copy()
+    ok(emu.msam_cuda_gemm_epilogue(None, ptr(y), ldy, rows, n, ptr(bias), act, ptr(res), ldr), emu)
+    want = act_ref(y0[:, :n].astype(np.float64) + bias + res[:, :n], act)
+    np.testing.assert_allclose(y[:, :n], want, rtol=1e-6, atol=1e-6)
+    assert np.array_equal(y[:, n:], y0[:, n:])
+    y2 = y0.copy()  # residual = y itself, no bias
+    ok(emu.msam_cuda_gemm_epilogue(None, ptr(y2), ldy, rows, n, None, act, ptr(y2), ldy), emu)
+    np.testing.assert_allclose(y2[:, :n], act_ref(2.0 * y0[:, :n].astype(np.float64), act), rtol=1e-6, atol=1e-6)
+
+
+def test_upscale_parts(emu):
+    rng = np.random.default_rng(3)
+    pixels, width = 50, 24
+    a, b, u0 = (rng.standard_normal((pixels, width)).astype(np.float32) for _ in range(3))
+    f1, h = rng.standard_normal(width).astype(np.float32), rng.standard_normal(width).astype(np.float32)
+    s0, s1 = rng.uniform(0.5, 2, pixels).astype(np.float32), rng.uniform(0.5, 2, pixels).astype(np.float32)
+    u = np.zeros_like(a)
+    ok(emu.msam_cuda_upscale_parts(None, ptr(u), ptr(a), ptr(b), ptr(u0), ptr(f1), ptr(h), ptr(s0), ptr(s1), pixels,
+                                   width), emu)
+    want = s1[:, None] * (s0[:, None] * (a + u0) + b + f1) + h  # float32, the same order
+    np.testing.assert_allclose(u, want, rtol=1e-6, atol=1e-6)
+    ok(emu.msam_cuda_upscale_parts(None, ptr(a), ptr(a), ptr(b), ptr(u0), ptr(f1), ptr(h), ptr(s0), ptr(s1), pixels,
+                                   width), emu)  # in place
+    assert np.array_equal(a, u)
 
 
 def test_results_do_not_depend_on_thread_interleaving(emu, order):

@@ -108,6 +108,17 @@ int msam_cuda_upscale_masks_tail(cudaStream_t stream, float *low, const float *u
                                  const float *beta, float eps, const float *w2, const float *b2, int c,
                                  const float *hyper, int n);
 
+/* After a plain GEMM into y (rows x n, rows ldy apart): y = act(y + bias + residual), bias [n] or
+ * NULL, residual rows ldr apart or NULL (may be y). */
+int msam_cuda_gemm_epilogue(cudaStream_t stream, float *y, ptrdiff_t ldy, int rows, int n, const float *bias, int act,
+                            const float *residual, ptrdiff_t ldr);
+
+/* upscale_masks' first product from its parts (msam_upscale_parts, core/ops.h), given the two GEMM
+ * results a = P0 M0 and b = P1 M1 (pixels x width, packed): u = s1[p] * (s0[p] * (a + u0) + b + f1)
+ * + h, with u0 pixels x width, f1 and h [width], s0 and s1 [pixels]. u may be a or b. */
+int msam_cuda_upscale_parts(cudaStream_t stream, float *u, const float *a, const float *b, const float *u0,
+                            const float *f1, const float *h, const float *s0, const float *s1, int pixels, int width);
+
 #ifdef __cplusplus
 }
 #endif
