@@ -94,6 +94,7 @@ SIGNATURES = {
     "msam_emu_selftest_reverse": [c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_divergent": [c_float_p, ctypes.c_int],
     "msam_emu_selftest_shuffle": [c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
+    "msam_emu_selftest_vote": [c_float_p, ctypes.c_int],
     "msam_emu_selftest_block_reduce": [c_float_p, c_float_p, c_float_p, ctypes.c_int, ctypes.c_int, ctypes.c_int],
     "msam_emu_selftest_atomics": [c_float_p, c_float_p, c_float_p, c_float_p, c_float_p, ctypes.c_size_t],
     "msam_emu_selftest_limits": [c_float_p, ctypes.c_int],
@@ -279,6 +280,16 @@ def test_warp_shuffles_follow_cuda(emu, threads, width, arg):
     out = np.zeros((threads, 4), np.int32)
     ok(emu.msam_emu_selftest_shuffle(ptr(out), threads, width, arg), emu)
     assert np.array_equal(out, shuffle_expect(threads, width, arg))
+
+
+def test_warp_votes(emu):
+    threads = 64
+    out = np.zeros((threads, 4), np.uint32)
+    ok(emu.msam_emu_selftest_vote(ptr(out), threads), emu)
+    for t in range(threads):
+        w0 = t - t % 32
+        ballot = sum(1 << lane for lane in range(32) if (w0 + lane) % 3 == 0)
+        assert list(out[t]) == [ballot, int(w0 <= 40 < w0 + 32), 1, bin(ballot).count("1")], t
 
 
 def test_shuffle_in_partial_warp_is_reported(emu):

@@ -63,6 +63,8 @@ extern thread_local const thread_coords *tls_coords;
 void syncthreads(const char *file, int line);
 /* Writes this lane's bits, waits for the warp, returns lane `src`'s bits (full mask only). */
 uint64_t warp_exchange(unsigned mask, uint64_t mine, int src, const char *what);
+/* The warp's predicates as a bit mask (lane l at bit l); also a warp barrier. */
+unsigned warp_ballot(unsigned mask, int pred);
 void syncwarp();
 int lane_id();
 void *dynamic_shared();
@@ -117,6 +119,15 @@ template <class T> static inline T __shfl_up_sync(unsigned mask, T v, unsigned d
     const int src = (lane & (width - 1)) >= (int)delta ? lane - (int)delta : lane;
     return msam_emu::from_bits<T>(msam_emu::warp_exchange(mask, msam_emu::to_bits(v), src, "__shfl_up_sync"));
 }
+
+/* ---- warp votes and bit counts --------------------------------------------------------------- */
+static inline unsigned __ballot_sync(unsigned mask, int pred) { return msam_emu::warp_ballot(mask, pred); }
+static inline int __any_sync(unsigned mask, int pred) { return msam_emu::warp_ballot(mask, pred) != 0; }
+static inline int __all_sync(unsigned mask, int pred) { return msam_emu::warp_ballot(mask, !pred) == 0; }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
+template <class T> static inline T __ldg(const T *p) { return *p; }
 
 /* ---- atomics (real ones: blocks run concurrently) ---------------------------------------- */
 static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }

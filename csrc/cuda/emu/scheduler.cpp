@@ -275,6 +275,18 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src, const char *what) 
     return w.slot[set][src];
 }
 
+unsigned warp_ballot(unsigned mask, int pred) {
+    emu_thread *t = tls_thread;
+    if (!t) return pred ? 1u : 0u;
+    const warp_state &w = t->blk->warps[t->warp];
+    const int set = w.phase;
+    warp_exchange(mask, pred != 0, t->lane, "__ballot_sync"); /* writes slot[set], waits for the warp */
+    unsigned bits = 0;
+    for (int l = 0; l < w.size; l++)
+        if (w.slot[set][l]) bits |= 1u << l;
+    return bits;
+}
+
 cudaError_t check_config(const void *kernel, dim3 grid, dim3 block, size_t shmem, std::string *msg) {
     const unsigned long long nt = (unsigned long long)block.x * block.y * block.z;
     char buf[200];

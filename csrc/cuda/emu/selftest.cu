@@ -60,6 +60,21 @@ extern "C" int msam_emu_selftest_shuffle(int *out, int threads, int width, int a
     return msam_cuda_status();
 }
 
+/* ---- votes: per thread ballot(t % 3 == 0), any(t == 40), all(t < 1000), popc(ballot) ---- */
+static __global__ void vote_kernel(unsigned *out) {
+    const int t = threadIdx.x;
+    const unsigned b = __ballot_sync(MSAM_FULL_MASK, t % 3 == 0);
+    out[t * 4 + 0] = b;
+    out[t * 4 + 1] = (unsigned)__any_sync(MSAM_FULL_MASK, t == 40);
+    out[t * 4 + 2] = (unsigned)__all_sync(MSAM_FULL_MASK, t < 1000);
+    out[t * 4 + 3] = (unsigned)__popc(b);
+}
+
+extern "C" int msam_emu_selftest_vote(unsigned *out, int threads) {
+    MSAM_LAUNCH(vote_kernel, dim3(1), dim3(threads), 0, (cudaStream_t)0)(out);
+    return msam_cuda_status();
+}
+
 /* ---- block reductions over blockDim.x threads, one value per block ---- */
 static __global__ void block_reduce_kernel(float *sums, float *maxs, const float *x, int n) {
     __shared__ float red[32];
