@@ -3,7 +3,10 @@ our emulation shim (csrc/cuda/emu) and checked against numpy / torch, the shim's
 shuffle, atomic and capture semantics, and every .cu compiled by the real nvcc when it is on PATH.
 
 No GPU is needed: g++ compiles the .cu files with MSAM_CUDA_EMULATION into a shared library that
-ctypes loads; "device" pointers are host memory there, so numpy arrays go straight in.
+ctypes loads. Arrays reach the kernels as on a GPU: ptr() copies each into device memory
+(cudaMalloc + cudaMemcpy of the emulated runtime) and ok() copies them back. With
+MSAM_CUDA_TEST_GPU=1 the same kernel tests run on a real GPU instead: nvcc builds the library,
+the copies go through the real runtime, and the tests of the emulation itself are skipped.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ CXX = os.environ.get("CXX", "g++")
 # sanitizer's runtime preloaded; see csrc/cuda/README.md)
 EXTRA_FLAGS = os.environ.get("MSAM_CUDA_EMU_CXXFLAGS", "").split()
 JOBS = 2
+GPU_MODE = os.environ.get("MSAM_CUDA_TEST_GPU") == "1"
+emulation_only = pytest.mark.skipif(GPU_MODE, reason="tests the emulation itself (MSAM_CUDA_TEST_GPU=1)")
 
 c_float_p = ctypes.c_void_p
 ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
@@ -37,8 +42,52 @@ MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)
 
 
-def ptr(a):
-    return None if a is None else ctypes.c_void_p(a.ctypes.data)
+class Staging:
+    """Device copies of the numpy arrays a call takes: ptr() uploads an array's whole buffer once
+    (so views, strides and aliasing keep their meaning) and returns the view's device address;
+    flush() synchronises, copies every buffer back into its array and frees the device memory."""
+
+    H2D, D2H = 1, 2
+
+    def __init__(self, lib):
+        # the self-test's wrappers of cudaMalloc, cudaFree, cudaMemcpy, cudaDeviceSynchronize
+        self.malloc, self.free = lib.msam_emu_selftest_malloc, lib.msam_emu_selftest_free
+        self.copy, self.sync = lib.msam_emu_selftest_copy, lib.msam_emu_selftest_sync
+        self.live = {}
+
+    def ptr(self, a, offset=0):
+        root = a
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        assert root.flags.c_contiguous or root.flags.f_contiguous, "stage a contiguous buffer"
+        if id(root) not in self.live:
+            d = ctypes.c_void_p()
+            rc = self.malloc(ctypes.byref(d), max(root.nbytes, 1))
+            assert rc == 0, f"cudaMalloc of {root.nbytes} bytes failed with {rc}"
+            rc = self.copy(d, root.ctypes.data, root.nbytes, self.H2D)
+            assert rc == 0, f"cudaMemcpy to the device failed with {rc}"
+            self.live[id(root)] = (root, d.value)
+        return ctypes.c_void_p(self.live[id(root)][1] + (a.ctypes.data - root.ctypes.data) + offset)
+
+    def flush(self):
+        self.sync()  # a failed launch's error is the test's to report, not ours
+        for root, d in self.live.values():
+            self.copy(root.ctypes.data, d, root.nbytes, self.D2H)
+            self.free(d)
+        self.live.clear()
+
+
+STAGE: Staging | None = None
+
+
+def ptr(a, offset=0):
+    """An array's device address for a launcher (None stays NULL)."""
+    return None if a is None else STAGE.ptr(a, offset)
+
+
+def hptr(a):
+    """A host address: arguments the host code reads itself (mean / std, copy destinations)."""
+    return ctypes.c_void_p(a.ctypes.data)
 
 
 def _run(cmd):
@@ -102,6 +151,7 @@ SIGNATURES = {
     "msam_emu_selftest_malloc": [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t],
     "msam_emu_selftest_free": [c_float_p],
     "msam_emu_selftest_copy": [c_float_p, c_float_p, ctypes.c_size_t, ctypes.c_int],
+    "msam_emu_selftest_sync": [],
     "msam_emu_set_order": [ctypes.c_int, ctypes.c_uint],
     "msam_emu_selftest_sgemm": [ctypes.c_int] * 5 + [ctypes.c_float, c_float_p, ctypes.c_int, ctypes.c_longlong,
                                                      c_float_p, ctypes.c_int, ctypes.c_longlong, ctypes.c_float,
@@ -116,10 +166,31 @@ class Counters(ctypes.Structure):
     _fields_ = [(n, ctypes.c_longlong) for n in ("launches", "mallocs", "h2d", "d2h", "syncs")]
 
 
+def build_gpu_library(out):
+    """MSAM_CUDA_TEST_GPU=1: the kernels and the self-test built by nvcc for this machine's GPU."""
+    assert NVCC, "MSAM_CUDA_TEST_GPU=1 needs nvcc"
+    lib_path = out / "libmsam_cuda_kernels.so"
+    arch = os.environ.get("MSAM_CUDA_TEST_ARCH", "native")  # e.g. sm_90 where nvcc cannot see the GPU
+    _compile_all([[NVCC, "-shared", "-Xcompiler", "-fPIC", "-std=c++17", "-O3", f"-arch={arch}", "-o", str(lib_path)]
+                  + [str(s) for s in KERNELS + [SELFTEST]]])
+    return ctypes.CDLL(str(lib_path))
+
+
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    """The kernels, the shim and its self-test kernels as one ctypes library."""
+    """The kernels, the shim and its self-test kernels as one ctypes library (or, with
+    MSAM_CUDA_TEST_GPU=1, the kernels and self-test for the real GPU)."""
+    global STAGE
     out = tmp_path_factory.mktemp("cuda_emu")
+    if GPU_MODE:
+        lib = build_gpu_library(out)
+        for name, args in SIGNATURES.items():
+            if hasattr(lib, name):
+                getattr(lib, name).argtypes, getattr(lib, name).restype = args, ctypes.c_int
+        STAGE = Staging(lib)
+        yield lib
+        STAGE = None
+        return
     flags = [CXX, "-std=c++17", "-O2", "-fPIC", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unknown-pragmas",
              "-DMSAM_CUDA_EMULATION"] + EXTRA_FLAGS + ["-c"]
     cmds, objs = [], []
@@ -140,7 +211,17 @@ def emu(tmp_path_factory):
     lib.msam_emu_get_counters.argtypes = [ctypes.POINTER(Counters)]
     lib.msam_emu_get_counters.restype = None
     lib.msam_emu_set_order(0, 1)
-    return lib
+    STAGE = Staging(lib)
+    yield lib
+    STAGE = None
+
+
+@pytest.fixture(autouse=True)
+def _flush_staged():
+    """Device copies a test left staged (calls it only checked the status of) are freed after it."""
+    yield
+    if STAGE is not None:
+        STAGE.flush()
 
 
 @pytest.fixture
@@ -153,7 +234,10 @@ def order(emu):
 
 
 def ok(rc, emu):
-    assert rc == 0, f"launch failed with {rc}: {emu.msam_emu_error_message().decode()}"
+    """The launch succeeded; its arrays are back on the host."""
+    STAGE.flush()
+    why = emu.msam_emu_error_message().decode() if hasattr(emu, "msam_emu_error_message") else ""
+    assert rc == 0, f"launch failed with {rc}: {why}"
 
 
 # ---- references ----------------------------------------------------------------------------
@@ -223,6 +307,7 @@ def fma_build_of_torch():
 
 # ---- the emulation itself ------------------------------------------------------------------
 
+@emulation_only
 @pytest.mark.parametrize("name", ["forward", "reverse", "shuffle"])
 def test_missing_barrier_is_caught(emu, order, name):
     """The same shared-memory reversal with and without its __syncthreads: with it the result is
@@ -245,6 +330,7 @@ def test_missing_barrier_is_caught(emu, order, name):
         assert np.isnan(out.reshape(blocks, threads)[:, : threads // 2]).all()
 
 
+@emulation_only
 @pytest.mark.parametrize("mode,expect", [(0, "exited while"), (1, "waits at"), (2, "divergent warp shuffle")])
 def test_divergent_barrier_is_reported_not_hung(emu, mode, expect):
     out = np.zeros(64, np.float32)
@@ -292,6 +378,7 @@ def test_warp_votes(emu):
         assert list(out[t]) == [ballot, int(w0 <= 40 < w0 + 32), 1, bin(ballot).count("1")], t
 
 
+@emulation_only
 def test_shuffle_in_partial_warp_is_reported(emu):
     out = np.zeros((40, 4), np.int32)
     rc = emu.msam_emu_selftest_shuffle(ptr(out), 40, 32, 1)
@@ -323,6 +410,7 @@ def test_atomics_from_concurrent_blocks(emu):
     assert abs(fsum[0] - x.astype(np.float64).sum()) < 1e-3
 
 
+@emulation_only
 def test_launch_limits(emu):
     out = np.zeros(1, np.float32)
     assert emu.msam_emu_selftest_limits(ptr(out), 0) == 9  # cudaErrorInvalidConfiguration
@@ -333,6 +421,7 @@ def test_launch_limits(emu):
     assert out[0] == 16383
 
 
+@emulation_only
 def test_graph_capture_records_and_replays(emu):
     n = 300
     rng = np.random.default_rng(2)
@@ -343,18 +432,18 @@ def test_graph_capture_records_and_replays(emu):
         ok(emu.msam_emu_selftest_malloc(ctypes.byref(p), n * 4), emu)
         dev.append(p)
     d_y, d_x, d_snap = dev
-    ok(emu.msam_emu_selftest_copy(d_y, ptr(y0), n * 4, 1), emu)
-    ok(emu.msam_emu_selftest_copy(d_x, ptr(x), n * 4, 1), emu)
+    ok(emu.msam_emu_selftest_copy(d_y, hptr(y0), n * 4, 1), emu)
+    ok(emu.msam_emu_selftest_copy(d_x, hptr(x), n * 4, 1), emu)
     after_capture = np.zeros(n, np.float32)
     before = Counters()
     emu.msam_emu_get_counters(ctypes.byref(before))
-    ok(emu.msam_emu_selftest_graph(d_y, d_x, d_snap, n, 3, ptr(after_capture)), emu)
+    ok(emu.msam_emu_selftest_graph(d_y, d_x, d_snap, n, 3, hptr(after_capture)), emu)
     after = Counters()
     emu.msam_emu_get_counters(ctypes.byref(after))
     assert np.array_equal(after_capture, y0), "a captured launch ran during capture"
     y, snap = np.zeros(n, np.float32), np.zeros(n, np.float32)
-    ok(emu.msam_emu_selftest_copy(ptr(y), d_y, n * 4, 2), emu)
-    ok(emu.msam_emu_selftest_copy(ptr(snap), d_snap, n * 4, 2), emu)
+    ok(emu.msam_emu_selftest_copy(hptr(y), d_y, n * 4, 2), emu)
+    ok(emu.msam_emu_selftest_copy(hptr(snap), d_snap, n * 4, 2), emu)
     want = y0.copy()
     for _ in range(6):
         want = want + x
@@ -362,7 +451,7 @@ def test_graph_capture_records_and_replays(emu):
     assert after.launches - before.launches == 6  # 2 kernels x 3 replays, none at capture
     assert after.mallocs == before.mallocs  # the refused cudaMalloc allocated nothing
     # a device -> host copy of a range outside any allocation is refused
-    assert emu.msam_emu_selftest_copy(ptr(y), d_y, n * 4 + 4, 2) == 1
+    assert emu.msam_emu_selftest_copy(hptr(y), d_y, n * 4 + 4, 2) == 1
     assert emu.msam_emu_cudaGetLastError() == 1  # reported once, then cleared (not sticky)
     assert emu.msam_emu_cudaGetLastError() == 0
     for p in dev:
@@ -374,6 +463,7 @@ def colmajor(a, ld, rows, cols):
     return np.lib.stride_tricks.as_strided(a, (rows, cols), (4, ld * 4))
 
 
+@emulation_only
 @pytest.mark.parametrize("ta,tb,m,n,k,batch,capture", [(0, 0, 5, 7, 3, 1, 0), (1, 0, 33, 1, 70, 1, 1),
                                                        (0, 1, 1, 40, 9, 3, 0), (1, 1, 17, 19, 23, 2, 1),
                                                        (0, 0, 4, 4, 0, 1, 0)])
@@ -393,7 +483,7 @@ def test_cublas_sgemm(emu, ta, tb, m, n, k, batch, capture):
     after = np.zeros_like(C)
     rc = emu.msam_emu_selftest_sgemm(ta, tb, m, n, k, alpha, ptr(A), lda, sa if batch > 1 else 0, ptr(B), ldb,
                                      sb if batch > 1 else 0, beta, ptr(C), ldc, sc if batch > 1 else 0, batch,
-                                     capture, ptr(after), C.size)
+                                     capture, hptr(after), C.size)
     ok(rc, emu)
     if capture:
         assert np.array_equal(after, C0), "the captured GEMM ran at capture"
@@ -410,6 +500,7 @@ def test_cublas_sgemm(emu, ta, tb, m, n, k, batch, capture):
     assert np.array_equal(C[untouched], C0[untouched])
 
 
+@emulation_only
 def test_cublas_rejects_bad_leading_dimension(emu):
     x = np.zeros(64, np.float32)
     rc = emu.msam_emu_selftest_sgemm(0, 0, 4, 4, 4, 1.0, ptr(x), 3, 0, ptr(x), 4, 0, 0.0, ptr(x), 4, 0, 1, 0,
@@ -517,13 +608,13 @@ def test_normalize_pad(emu, side, h, w):
     want = np.zeros((side, side, 3), np.float32)
     want[:h, :w] = (rgb.astype(np.float32) - MEAN) / STD  # float32 ops, as predict.c
     y = np.full((side, side, 3), np.nan, np.float32)
-    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(buf), U8, h, w, 1, row_stride, 3, ptr(MEAN), ptr(STD),
+    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(buf), U8, h, w, 1, row_stride, 3, hptr(MEAN), hptr(STD),
                                    None), emu)
     assert np.array_equal(y, want)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     y[:] = np.nan
-    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ctypes.c_void_p(bgr.ctypes.data + 2), U8, h, w, -1, w * 3, 3,
-                                   ptr(MEAN), ptr(STD), None), emu)
+    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(bgr, 2), U8, h, w, -1, w * 3, 3,
+                                   hptr(MEAN), hptr(STD), None), emu)
     assert np.array_equal(y, want)
     chw = np.ascontiguousarray(rgb.astype(np.float32).transpose(2, 1, 0)).transpose(0, 2, 1)
     if h * w > 1:
@@ -531,7 +622,7 @@ def test_normalize_pad(emu, side, h, w):
     bad = np.zeros(1, np.int32)
     y[:] = np.nan
     st = [s // 4 for s in chw.strides]
-    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(chw), F32, h, w, st[0], st[1], st[2], ptr(MEAN), ptr(STD),
+    ok(emu.msam_cuda_normalize_pad(None, ptr(y), side, ptr(chw), F32, h, w, st[0], st[1], st[2], hptr(MEAN), hptr(STD),
                                    ptr(bad)), emu)
     if h * w > 1:
         assert bad[0] == 1 and np.isnan(y[h - 1, w - 1, 1])
@@ -706,6 +797,7 @@ def test_upscale_parts(emu):
     assert np.array_equal(a, u)
 
 
+@emulation_only
 def test_results_do_not_depend_on_thread_interleaving(emu, order):
     """Kernels that share data between threads (barriers, shuffles) give bit-identical results
     whichever order a block's threads are resumed in: no missing barrier hides in them."""
@@ -751,8 +843,8 @@ def test_launchers_reject_bad_sizes(emu):
     assert emu.msam_cuda_attention(None, ptr(y), ptr(y), 65, ptr(y), 65, ptr(y), 65, 1, 1, 1, 65) == 1
     assert emu.msam_cuda_im2col3x3(None, ptr(y), ptr(y), 4, 4, 1, 2, 1, 2) == 1  # rows past ho
     assert emu.msam_cuda_transpose(None, ptr(y), 1, ptr(y), 4, 4, 4) == 1  # ldy < rows
-    assert emu.msam_cuda_normalize_pad(None, ptr(y), 2, ptr(y), U8, 3, 1, 1, 3, 3, ptr(MEAN), ptr(STD), None) == 1
-    assert emu.msam_cuda_normalize_pad(None, ptr(y), 2, ptr(y), 2, 1, 1, 1, 3, 3, ptr(MEAN), ptr(STD), None) == 1
+    assert emu.msam_cuda_normalize_pad(None, ptr(y), 2, ptr(y), U8, 3, 1, 1, 3, 3, hptr(MEAN), hptr(STD), None) == 1
+    assert emu.msam_cuda_normalize_pad(None, ptr(y), 2, ptr(y), 2, 1, 1, 1, 3, 3, hptr(MEAN), hptr(STD), None) == 1
     # nothing to do is not an error and launches nothing
     assert emu.msam_cuda_add(None, ptr(y), ptr(y), ptr(y), 0) == 0
     assert emu.msam_cuda_softmax(None, ptr(y), 0, 4, 4, 1.0) == 0

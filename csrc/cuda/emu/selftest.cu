@@ -174,9 +174,11 @@ extern "C" int msam_emu_selftest_graph(float *d_y, const float *d_x, float *d_sn
     return 0;
 }
 
-/* cudaMalloc / cudaMemcpy / cudaFree for the test driver (ctypes), host <-> device. */
+/* cudaMalloc / cudaMemcpy / cudaFree / cudaDeviceSynchronize for the test driver (ctypes), the
+ * same names whichever runtime is linked (nvcc's static cudart does not export its own). */
 extern "C" int msam_emu_selftest_malloc(void **p, size_t bytes) { return (int)cudaMalloc(p, bytes); }
 extern "C" int msam_emu_selftest_free(void *p) { return (int)cudaFree(p); }
 extern "C" int msam_emu_selftest_copy(void *dst, const void *src, size_t bytes, int kind) {
     return (int)cudaMemcpy(dst, src, bytes, (cudaMemcpyKind)kind);
 }
+extern "C" int msam_emu_selftest_sync(void) { return (int)cudaDeviceSynchronize(); }
