@@ -95,7 +95,7 @@ def random_embedding():
 
 @pytest.fixture(scope="session")
 def photo():
-    """A real photo (HxWx3 uint8 RGB) from ../shared/images."""
+    """A real photo (HxWx3 uint8 RGB): the sample the package ships."""
     return R.load_image(PHOTO)
 
 
