@@ -37,6 +37,10 @@ class HostTensor(np.ndarray):
     def dim(self) -> int:
         return self.ndim
 
+    def __reduce__(self) -> Any:
+        """Pickled (and so sent between processes) as a plain ndarray: loading it needs NumPy only."""
+        return self.view(np.ndarray).__reduce__()
+
 
 def host_tensor(array: Any) -> Any:
     """``array`` viewed as a HostTensor (None stays None); shares its memory."""

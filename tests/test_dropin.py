@@ -6,6 +6,7 @@ and every output of the two runs is compared. Also the attributes and module pat
 from __future__ import annotations
 
 import importlib
+import pickle
 import subprocess
 import sys
 import warnings
@@ -158,6 +159,8 @@ def test_predictor_attributes_like_the_original(runs):
     assert np.shares_memory(emb.numpy(), emb) and type(emb.numpy()) is np.ndarray
     assert emb.dim() == ref_pred.get_image_embedding().dim() == 4
     np.testing.assert_array_equal(torch.from_numpy(emb.cpu().numpy()).numpy(), emb)
+    unpickled = pickle.loads(pickle.dumps(emb))  # another process needs NumPy only to load it
+    assert type(unpickled) is np.ndarray and np.array_equal(unpickled, emb)
     pred.reset_image()
     ref_pred.reset_image()
     assert pred.features is None and ref_pred.features is None
