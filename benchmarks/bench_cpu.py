@@ -29,7 +29,11 @@ from mobile_sam import sam_model_registry as ref_registry  # noqa: E402
 
 import mobile_sam_c as msc  # noqa: E402
 
-IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+REPO = Path(__file__).resolve().parents[1]
+# where a photo given by name is looked for: shared/images beside the checkout, the tests' photos
+IMAGE_DIRS = (REPO.parent / "shared" / "images", REPO / "tests" / "data")
+DEFAULT_IMAGE = "truck.jpg"
+SHIPPED_IMAGE = Path(msc.__file__).resolve().parent / "assets" / "dog.jpg"  # in every install
 Stats = Dict[str, float]
 
 
@@ -216,7 +220,22 @@ def load_image(path: Path) -> np.ndarray:
 
 def resolve_image(name: str) -> Path:
     path = Path(name)
-    return path if path.is_file() else IMAGES / name
+    if path.is_file():
+        return path
+    for d in IMAGE_DIRS:
+        if (d / name).is_file():
+            return d / name
+    raise SystemExit(f"bench_cpu.py: image {name!r} not found (a path, or a name in "
+                     f"{', '.join(str(d) for d in IMAGE_DIRS)})")
+
+
+def default_images() -> List[Path]:
+    """truck.jpg where a checkout has it, else the photo shipped inside the package."""
+    for d in IMAGE_DIRS:
+        if (d / DEFAULT_IMAGE).is_file():
+            return [d / DEFAULT_IMAGE]
+    print(f"bench_cpu.py: {DEFAULT_IMAGE} not found; timing the package's sample {SHIPPED_IMAGE}", file=sys.stderr)
+    return [SHIPPED_IMAGE]
 
 
 def machine_info(threads: int) -> Dict[str, Any]:
@@ -319,7 +338,8 @@ def markdown(report: Dict[str, Any]) -> str:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2, help="threads for every implementation (default 2)")
-    p.add_argument("--images", nargs="+", default=["truck.jpg"], help="names in ../shared/images, or paths")
+    p.add_argument("--images", nargs="+", help="paths, or names in ../shared/images or tests/data (default: "
+                                               "truck.jpg, else the photo shipped in the package)")
     p.add_argument("--repeat", type=int, default=10, help="timed runs per measurement (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--quick", action="store_true", help="3 runs after 1 warm-up: checks the script, not the speed")
@@ -335,7 +355,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    paths = [resolve_image(n) for n in args.images]
+    paths = [resolve_image(n) for n in args.images] if args.images else default_images()
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, paths[0], args.threads, args.checkpoint)))
         return 0

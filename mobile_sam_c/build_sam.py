@@ -3,14 +3,18 @@ loaded model: checkpoint read and validated in Python, weights converted once by
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _C
 from .checkpoint import load_state_dict, validate_state_dict
+from .devices import device_name, is_dtype
 from .random_weights import random_state_dict
+from .sam_parts import ImageEncoder, MaskDecoder, PromptEncoder
 
 IMG_SIZE = 1024
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32).reshape(1, 3, 1, 1)
@@ -23,33 +27,91 @@ class RandomWeightsWarning(UserWarning):
     """The model was built without a checkpoint: its masks are meaningless."""
 
 
-class _ImageEncoder:
-    """Stands where the original's ``sam.image_encoder`` stands: ``img_size`` and a call."""
-
-    img_size = IMG_SIZE
-
-    def __init__(self, sam: "Sam") -> None:
-        self._sam = sam
-
-    def __call__(self, x: Any) -> np.ndarray:
-        """1x3x1024x1024 normalised, padded input -> 1x256x64x64 image embedding."""
-        return self._sam.image_encoder_stages(x)["neck"]
+def _is_torch_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 class Sam:
-    """A loaded MobileSAM vit_t model (weights converted for the C core, read-only, shareable)."""
+    """A loaded MobileSAM vit_t model (weights converted for the C core, read-only, shareable).
+    Stands where the original's ``Sam`` module stands: the same attributes user code reads, and
+    ``to`` / ``eval`` / ``cpu`` as no-ops on the CPU (a clear error for a device this build lacks)."""
 
     mask_threshold: float = 0.0
     image_format: str = "RGB"
 
-    def __init__(self, weights: Mapping[str, np.ndarray], device: str = "cpu") -> None:
-        self._core = _C.Model(dict(weights), device)
-        self.image_encoder = _ImageEncoder(self)
+    def __init__(self, weights: Mapping[str, np.ndarray], device: str = "cpu",
+                 state_source: Optional[Callable[[], Dict[str, np.ndarray]]] = None) -> None:
+        self._core = _C.Model(dict(weights), device_name(device))
+        self.image_encoder = ImageEncoder(self)
+        self.prompt_encoder = PromptEncoder(self)
+        self.mask_decoder = MaskDecoder()
+        self.pixel_mean = PIXEL_MEAN.reshape(3, 1, 1).copy()
+        self.pixel_std = PIXEL_STD.reshape(3, 1, 1).copy()
         self._aux: Optional[_C.Predictor] = None
+        # state_dict() reads the weights again from where they came rather than keeping a
+        # second copy of them alive next to the core's converted one.
+        self._state_source = state_source
 
     @property
     def device(self) -> str:
         return self._core.device
+
+    # -- torch.nn.Module's calls that drop-in code makes --------------------------------------
+
+    def to(self, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> "Sam":
+        """Like ``module.to(device)``: the model stays where it is when that is the device asked
+        for; a device this build cannot run on raises InputError. Only float32 is a dtype."""
+        if is_dtype(device):
+            device, dtype = None, device
+        if dtype is not None and str(dtype).replace("torch.", "") != "float32":
+            raise _C.InputError(f"dtype must be float32 (the C core computes in float32), got {dtype}")
+        if device is not None and device_name(device) != self.device:
+            raise _C.InputError(f"cannot move a model loaded on {self.device!r} to {str(device)!r}; "
+                                f"build it there: sam_model_registry['vit_t'](checkpoint, device={str(device)!r})")
+        return self
+
+    def cpu(self) -> "Sam":
+        return self.to("cpu")
+
+    def cuda(self, device: Any = None) -> "Sam":
+        return self.to("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
+
+    def eval(self) -> "Sam":
+        """No-op: the C core always computes in inference mode (BatchNorm folded, no dropout)."""
+        return self
+
+    def train(self, mode: bool = True) -> "Sam":
+        if mode:
+            raise _C.InputError("mode=True: mobile_sam_c runs inference only; it cannot be trained")
+        return self
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """The weights as NumPy arrays by their MobileSAM names (``torch.from_numpy`` each to load
+        them into the original), without the unused classifier head."""
+        if self._state_source is None:
+            raise _C.InputError("this Sam was built from weights it did not keep; build it with "
+                                "sam_model_registry['vit_t'](checkpoint=...)")
+        return OrderedDict(self._state_source())
+
+    def postprocess_masks(self, masks: Any, input_size: Tuple[int, ...], original_size: Tuple[int, ...]) -> Any:
+        """Like ``Sam.postprocess_masks``: BxCx256x256 low-res logits -> BxCxHxW logits at the
+        original size (bilinear to 1024, crop to input_size, bilinear to original_size). A torch
+        tensor in gives a torch tensor out."""
+        torch_in = _is_torch_tensor(masks)
+        low = np.asarray(masks.detach().cpu().numpy() if torch_in else masks, dtype=np.float32)
+        if low.ndim != 4:
+            raise _C.InputError(f"masks must have shape (B, C, H, W), got {low.shape}")
+        ih, iw = (int(v) for v in input_size)
+        oh, ow = (int(v) for v in original_size)
+        out = np.empty(low.shape[:2] + (oh, ow), dtype=np.float32)
+        for b in range(low.shape[0]):
+            for c in range(low.shape[1]):
+                full = _C._resize_bilinear_f32(low[b, c], IMG_SIZE, IMG_SIZE, ih, iw)
+                out[b, c] = _C._resize_bilinear_f32(full, oh, ow)
+        if torch_in:
+            return sys.modules["torch"].from_numpy(out)
+        return out
 
     def _aux_predictor(self) -> "_C.Predictor":
         if self._aux is None:
@@ -106,10 +168,13 @@ def build_sam_vit_t(checkpoint: Checkpoint = None, device: str = "cpu") -> Sam:
     if checkpoint is None:
         warnings.warn("mobile_sam_c: no checkpoint given, the model has random weights (masks are "
                       "meaningless); pass checkpoint='mobile_sam.pt'", RandomWeightsWarning, stacklevel=2)
-        state = random_state_dict(spec, seed=0)
+
+        def read() -> Dict[str, np.ndarray]:
+            return random_state_dict(spec, seed=0)
     else:
-        state = validate_state_dict(load_state_dict(checkpoint), spec)
-    return Sam(state, device=device)
+        def read() -> Dict[str, np.ndarray]:
+            return validate_state_dict(load_state_dict(checkpoint), spec)
+    return Sam(read(), device=device, state_source=read)
 
 
 def _unsupported(name: str) -> Callable[..., Sam]:
@@ -120,10 +185,15 @@ def _unsupported(name: str) -> Callable[..., Sam]:
     return build
 
 
+build_sam_vit_h = _unsupported("vit_h")
+build_sam_vit_l = _unsupported("vit_l")
+build_sam_vit_b = _unsupported("vit_b")
+build_sam = build_sam_vit_h  # as in the original, where build_sam is the vit_h builder
+
 sam_model_registry: Dict[str, Callable[..., Sam]] = {
     "default": _unsupported("default"),
-    "vit_h": _unsupported("vit_h"),
-    "vit_l": _unsupported("vit_l"),
-    "vit_b": _unsupported("vit_b"),
+    "vit_h": build_sam_vit_h,
+    "vit_l": build_sam_vit_l,
+    "vit_b": build_sam_vit_b,
     "vit_t": build_sam_vit_t,
 }

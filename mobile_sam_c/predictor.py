@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _C, kpi
 from .build_sam import Sam
+from .host_tensor import HostTensor, host_tensor
 from .transforms import ResizeLongestSide
 
 _DLPACK_CPU = 1
@@ -101,6 +102,37 @@ class SamPredictor(_C.Predictor):
         if probe is not None:
             kpi.predict_done(probe, self, outs, as_numpy, return_low_res)
         return outs
+
+    # -- the original's attributes, for code written against it ----------------------------------
+
+    def get_image_embedding(self) -> HostTensor:
+        """The 1x256x64x64 image embedding: a NumPy array that also takes the torch calls code
+        written for the original makes (``.cpu().numpy()``, ``.detach()``); see HostTensor."""
+        return host_tensor(super().get_image_embedding())
+
+    @property
+    def features(self) -> Optional[HostTensor]:
+        """The image embedding (as get_image_embedding) or None when no image is set."""
+        return host_tensor(super().features)
+
+    @property
+    def orig_h(self) -> Optional[int]:
+        """Height of the image set (the original declares orig_h/orig_w/input_h/input_w but
+        leaves them None; here they hold the sizes), or None."""
+        return None if self.original_size is None else self.original_size[0]
+
+    @property
+    def orig_w(self) -> Optional[int]:
+        return None if self.original_size is None else self.original_size[1]
+
+    @property
+    def input_h(self) -> Optional[int]:
+        """Height of the image after the resize to a 1024 long side, or None."""
+        return None if self.input_size is None else self.input_size[0]
+
+    @property
+    def input_w(self) -> Optional[int]:
+        return None if self.input_size is None else self.input_size[1]
 
 
 _C_IMG_SIZE = 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any, Tuple
 
 import numpy as np
@@ -37,6 +38,16 @@ class ResizeLongestSide:
         """Boxes (B, 4) as (x0, y0, x1, y1) in the original image -> the resized image."""
         boxes = self.apply_coords(boxes.reshape(-1, 2, 2), original_size)
         return boxes.reshape(-1, 4)
+
+    def apply_image_torch(self, image: Any) -> Any:
+        """A BxCxHxW torch tensor resized so the long side is target_length, as the original does
+        it (torch's antialiased bilinear interpolation; not bit-identical to apply_image)."""
+        torch = sys.modules.get("torch")
+        if torch is None or not isinstance(image, torch.Tensor) or image.ndim != 4:
+            raise _C.InputError("image must be a BxCxHxW torch tensor (apply_image_torch works on torch "
+                                f"tensors; use apply_image for an HxWx3 uint8 array), got {type(image).__name__}")
+        size = self.get_preprocess_shape(image.shape[2], image.shape[3], self.target_length)
+        return torch.nn.functional.interpolate(image, size, mode="bilinear", align_corners=False, antialias=True)
 
     def apply_coords_torch(self, coords: Any, original_size: Tuple[int, ...]) -> Any:
         """apply_coords for a tensor-like (torch tensors stay torch tensors, as float32)."""

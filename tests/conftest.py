@@ -3,7 +3,8 @@ the image embeddings the tests need (each computed once per session: the referen
 seconds on a small CPU).
 
 GPU-only tests carry ``@pytest.mark.gpu`` (or use ``requires_gpu``) and are skipped when no CUDA
-device is present; nothing else may skip.
+device is present; the only other skip is test_gemm's for a SIMD kernel the CPU lacks (that
+kernel is then tested through SIMDe by test_avx512_emulated.py).
 """
 import os
 import sys
@@ -95,7 +96,7 @@ def random_embedding():
 
 @pytest.fixture(scope="session")
 def photo():
-    """A real photo (HxWx3 uint8 RGB) from ../shared/images."""
+    """A real photo (HxWx3 uint8 RGB): the sample the package ships."""
     return R.load_image(PHOTO)
 
 

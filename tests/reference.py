@@ -34,27 +34,38 @@ IMG_SIZE = 1024
 EMBED_SHAPE = (1, 256, 64, 64)
 
 # ---------------------------------------------------------------------------------------------
-# shared/images: beside the checkout (../shared), or inside the tree where a copy carries it.
+# Photos: a few small real photos kept in tests/data, plus the sample the package ships
+# (mobile_sam_c/assets/dog.jpg), so a fresh clone needs nothing beside it.
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIRS = (REPO / "tests" / "data", REPO / "mobile_sam_c" / "assets")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def images_dir() -> Path:
-    here = Path(__file__).resolve()
-    candidates = [here.parents[1].parent / "shared" / "images", here.parents[1] / "shared" / "images"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(f"shared/images not found; looked in {[str(c) for c in candidates]}")
+def image_path(name: str) -> Path:
+    """The path of a test photo by file name (tests/data first, then the package's sample)."""
+    for d in DATA_DIRS:
+        if (d / name).is_file():
+            return d / name
+    raise FileNotFoundError(f"test photo {name!r} not found in {[str(d) for d in DATA_DIRS]}")
+
+
+def photo_paths() -> List[Path]:
+    """Every test photo, sorted by name."""
+    found = {p.name: p for d in reversed(DATA_DIRS) if d.is_dir() for p in d.iterdir()
+             if p.suffix.lower() in PHOTO_SUFFIXES}
+    return [found[n] for n in sorted(found)]
 
 
 def list_images() -> List[str]:
-    return sorted(p.name for p in images_dir().iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return [p.name for p in photo_paths()]
 
 
 def load_image(name: str) -> np.ndarray:
-    """A photo from shared/images as HxWx3 uint8 RGB (what cv2 + cvtColor or PIL give users)."""
+    """A test photo as HxWx3 uint8 RGB (what cv2 + cvtColor or PIL give users)."""
     from PIL import Image
 
-    with Image.open(images_dir() / name) as im:
+    with Image.open(image_path(name)) as im:
         return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 

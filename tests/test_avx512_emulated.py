@@ -1,6 +1,6 @@
 # test_avx512_emulated.py - the AVX-512 GEMM kernel on CPUs without AVX-512: the package is built
 # again with MSAM_EMULATE_AVX512 (SIMDe's portable intrinsics) and the GEMM and model parity tests run on it.
-import glob
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -15,35 +15,31 @@ TESTS = os.path.join(REPO, "tests")
 SUITES = ("test_gemm.py", "test_encoder_parity.py", "test_decoder_parity.py")
 
 
-def _simde_include(workdir: str) -> str:
-    """An include root holding simde/x86/avx512.h: MSAM_SIMDE_INCLUDE, the system's, or Debian's
-    libsimde-dev unpacked into workdir (apt-get download needs no root)."""
-    roots = [os.environ.get("MSAM_SIMDE_INCLUDE", ""), "/usr/include", "/usr/local/include"]
+def _simde_include() -> str:
+    """An include root holding simde/x86/avx512.h: MSAM_SIMDE_INCLUDE, else the SIMDe headers of
+    the cmeel-simde package (a test extra: `pip install ".[test]"` installs it), else the system's.
+    Nothing is fetched at test time."""
+    roots = [os.environ.get("MSAM_SIMDE_INCLUDE", "")]
+    try:
+        dist = importlib.metadata.distribution("cmeel-simde")
+        roots += [str(dist.locate_file(f)).rsplit(os.sep + "simde" + os.sep, 1)[0]
+                  for f in dist.files or [] if str(f).endswith("simde/x86/avx512.h")]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    roots += ["/usr/include", "/usr/local/include"]
     for root in roots:
         if root and os.path.isfile(os.path.join(root, "simde", "x86", "avx512.h")):
             return root
-    errors = []
-    if shutil.which("apt-get") and shutil.which("dpkg-deb"):
-        proc = subprocess.run(["apt-get", "download", "libsimde-dev"], cwd=workdir,
-                              capture_output=True, text=True)
-        debs = glob.glob(os.path.join(workdir, "libsimde-dev_*.deb"))
-        if debs:
-            unpacked = os.path.join(workdir, "simde-deb")
-            subprocess.run(["dpkg-deb", "-x", debs[0], unpacked], check=True)
-            root = os.path.join(unpacked, "usr", "include")
-            if os.path.isfile(os.path.join(root, "simde", "x86", "avx512.h")):
-                return root
-        errors.append(proc.stderr.strip())
-    pytest.fail("the AVX-512 emulation test needs SIMDe's headers: install Debian's libsimde-dev "
-                "or set MSAM_SIMDE_INCLUDE to a folder holding simde/x86/avx512.h "
-                f"({'; '.join(errors) or 'apt-get not available'})")
+    pytest.fail("the AVX-512 emulation test needs SIMDe's headers: install the test extras "
+                "(pip install \".[test]\", which brings cmeel-simde) or set MSAM_SIMDE_INCLUDE to a "
+                "folder holding simde/x86/avx512.h")
 
 
 @pytest.fixture(scope="module")
 def emulated_build():
     work = tempfile.mkdtemp(prefix="msam_avx512_emu_")
     try:
-        simde = _simde_include(work)
+        simde = _simde_include()
         src = os.path.join(work, "src")
         os.makedirs(src)
         for name in ("setup.py", "pyproject.toml", "README.md"):

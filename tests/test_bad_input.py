@@ -270,14 +270,14 @@ def test_calls_before_an_image_is_set(msc, model, ref_model):
 def test_bad_state_dicts_name_the_tensor(msc, ref_state_dict):
     key = "mask_decoder.iou_prediction_head.layers.2.weight"
     missing = {k: v for k, v in ref_state_dict.items() if k != key}
-    with pytest.raises(Exception) as ei:
+    with pytest.raises(msc.CheckpointError) as ei:
         msc.sam_model_registry["vit_t"](checkpoint=missing)
     assert key in str(ei.value), str(ei.value)
 
     key2 = "image_encoder.layers.1.blocks.0.attn.qkv.weight"
     wrong = dict(ref_state_dict)
     wrong[key2] = ref_state_dict[key2][:, :-1].copy()
-    with pytest.raises(Exception) as ei:
+    with pytest.raises(msc.CheckpointError) as ei:
         msc.sam_model_registry["vit_t"](checkpoint=wrong)
     assert key2 in str(ei.value), str(ei.value)
 

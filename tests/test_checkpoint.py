@@ -12,13 +12,13 @@ import tempfile
 import sys
 import zipfile
 
+import mobile_sam  # the reference (a test dependency): a missing one must fail, not skip
 import numpy as np
 import pytest
+import torch
 
 from mobile_sam_c import checkpoint, random_weights
 from mobile_sam_c.checkpoint import CheckpointError
-
-torch = pytest.importorskip("torch")
 
 HEAD = ("image_encoder.norm_head.", "image_encoder.head.")
 
@@ -28,7 +28,6 @@ HEAD = ("image_encoder.norm_head.", "image_encoder.head.")
 
 @pytest.fixture(scope="module")
 def sam_ref():
-    mobile_sam = pytest.importorskip("mobile_sam")
     torch.manual_seed(0)
     return mobile_sam.sam_model_registry["vit_t"]().eval()
 

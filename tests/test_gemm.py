@@ -321,7 +321,8 @@ def test_each_isa(isa):
         got, lines = _run_isa(isa, full=True)
         assert got == best
         assert lines[-1] == "OK"
-        return
+        pytest.skip(f"this CPU lacks {isa} (it fell back to {best}, as it should); the {isa} kernel "
+                    "is tested on such CPUs by test_avx512_emulated.py")
     got, lines = _run_isa(isa, full=True)
     assert got == isa
     assert lines[-1] == "OK"

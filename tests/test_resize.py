@@ -2,22 +2,19 @@
 BILINEAR resize (what MobileSAM's ResizeLongestSide does through torchvision), _resize_bilinear_f32
 must match torch's bilinear interpolate (align_corners=False) used on the masks, and
 _resize_bilinear_mask must equal its result > 0 exactly."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import reference as R
 from mobile_sam_c import _C
-
-IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 
 
 def photos():
-    paths = sorted(p for p in IMAGES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    assert paths, f"no photos in {IMAGES}"
+    paths = R.photo_paths()
+    assert paths, f"no photos in {[str(d) for d in R.DATA_DIRS]}"
     return paths
 
 
