@@ -16,9 +16,10 @@ from .devices import device_name, is_dtype
 from .random_weights import random_state_dict
 from .sam_parts import ImageEncoder, MaskDecoder, PromptEncoder
 
-IMG_SIZE = 1024
-PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32).reshape(1, 3, 1, 1)
-PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32).reshape(1, 3, 1, 1)
+# the model's input side and pixel statistics, from their one home (csrc/include/msam.h)
+IMG_SIZE = _C.IMG_SIZE
+PIXEL_MEAN = np.array(_C.PIXEL_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+PIXEL_STD = np.array(_C.PIXEL_STD, dtype=np.float32).reshape(1, 3, 1, 1)
 
 Checkpoint = Union[None, str, "os.PathLike[str]", Mapping[str, Any]]
 

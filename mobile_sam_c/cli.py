@@ -16,12 +16,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import CheckpointError, InputError, Sam, SamPredictor, __version__, cpu_isa, get_num_threads, set_num_threads
-from .build_sam import RandomWeightsWarning, sam_model_registry
+from .build_sam import IMG_SIZE, RandomWeightsWarning, sam_model_registry
 from .overlay import draw_overlay
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent / "assets" / "dog.jpg"
 CHECKPOINT_ENV = "MOBILE_SAM_C_CHECKPOINT"
-IMG_SIZE = 1024
 Point = Tuple[float, float, int]
 Box = Tuple[float, float, float, float]
 # Masks are binary pictures: only lossless formats keep them exact (a JPEG would blur the edges).

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
-from ._C import InputError
+from ._C import CUDA_BUILT, InputError
 
-# The devices the compiled core can compute on in this build. A CUDA backend adds "cuda" here.
-AVAILABLE_DEVICES: Tuple[str, ...] = ("cpu",)
+# The devices the compiled core can compute on in this build (the registry's, csrc/registry).
+AVAILABLE_DEVICES: Tuple[str, ...] = ("cpu", "cuda") if CUDA_BUILT else ("cpu",)
 
 
 def device_name(device: Any) -> str:
@@ -17,8 +17,8 @@ def device_name(device: Any) -> str:
     kind = text.split(":", 1)[0].strip().lower()
     if kind not in AVAILABLE_DEVICES:
         raise InputError(f"device {text!r} is not available: this build of mobile_sam_c computes on "
-                         f"{' and '.join(repr(d) for d in AVAILABLE_DEVICES)} only (the CUDA backend is "
-                         "not built yet); use device='cpu'")
+                         f"{' and '.join(repr(d) for d in AVAILABLE_DEVICES)} only (this build has no CUDA "
+                         "backend); use device='cpu'")
     return kind
 
 

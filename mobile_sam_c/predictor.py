@@ -47,7 +47,7 @@ class SamPredictor(_C.Predictor):
             raise _C.InputError(f"sam_model must be a mobile_sam_c Sam (from sam_model_registry), got {type(sam_model).__name__}")
         super().__init__(sam_model._core)
         self.model = sam_model
-        self.transform = ResizeLongestSide(_C_IMG_SIZE)
+        self.transform = ResizeLongestSide(_C.IMG_SIZE)
 
     def set_image(self, image: Any, image_format: str = "RGB") -> None:
         """Resize (long side 1024, Pillow-exact), normalise and encode an HxWx3 uint8 image."""
@@ -134,5 +134,3 @@ class SamPredictor(_C.Predictor):
     def input_w(self) -> Optional[int]:
         return None if self.input_size is None else self.input_size[1]
 
-
-_C_IMG_SIZE = 1024

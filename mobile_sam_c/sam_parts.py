@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import numpy as np
 
+from . import _C
+
 if TYPE_CHECKING:
     from .build_sam import Sam
 
-IMG_SIZE = 1024
+IMG_SIZE = _C.IMG_SIZE  # csrc/include/msam.h
 EMBED_DIM = 256
 EMBED_SIZE = 64  # the image embedding's side: 1024 / 16
 
