@@ -201,8 +201,9 @@ static void capsule_free_legacy(PyObject *cap) {
 }
 
 static int parse_device(PyObject *obj, int *type, int *id) {
-    PyObject *seq = PySequence_Fast(obj, "");
-    if (!seq || PySequence_Fast_GET_SIZE(seq) != 2) {
+    /* a tuple of our own: an item's __index__ (user code) may change the caller's list meanwhile */
+    PyObject *seq = PySequence_Check(obj) ? PySequence_Tuple(obj) : NULL;
+    if (!seq || PyTuple_GET_SIZE(seq) != 2) {
         Py_XDECREF(seq);
         PyErr_Clear();
         PyErr_SetString(msam_py_InputError, "dl_device must be a (device_type, device_id) pair of ints");
@@ -210,7 +211,7 @@ static int parse_device(PyObject *obj, int *type, int *id) {
     }
     long v[2];
     for (int i = 0; i < 2; i++) {
-        v[i] = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        v[i] = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
         if (v[i] == -1 && PyErr_Occurred()) {
             Py_DECREF(seq);
             PyErr_Clear();

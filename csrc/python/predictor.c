@@ -106,8 +106,9 @@ static int ready(PredictorObject *p) {
 }
 
 static int parse_size(PyObject *obj, const char *name, int *h, int *w, int max_side) {
-    PyObject *seq = PySequence_Fast(obj, "");
-    if (!seq || PySequence_Fast_GET_SIZE(seq) != 2) {
+    /* a tuple of our own: an item's __index__ (user code) may change the caller's list meanwhile */
+    PyObject *seq = PySequence_Check(obj) ? PySequence_Tuple(obj) : NULL;
+    if (!seq || PyTuple_GET_SIZE(seq) != 2) {
         Py_XDECREF(seq);
         PyErr_Clear();
         PyErr_Format(msam_py_InputError, "%s must be a pair of ints (H, W)", name);
@@ -115,8 +116,7 @@ static int parse_size(PyObject *obj, const char *name, int *h, int *w, int max_s
     }
     long v[2];
     for (int i = 0; i < 2; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *idx = PyNumber_Index(item);
+        PyObject *idx = PyNumber_Index(PyTuple_GET_ITEM(seq, i));
         v[i] = idx ? PyLong_AsLong(idx) : -1;
         Py_XDECREF(idx);
         if (PyErr_Occurred() || v[i] < 1 || v[i] > max_side) {
