@@ -123,3 +123,16 @@ def test_thread_count_the_system_cannot_start_raises():
     """)
     assert r.returncode == 0 and "RAISED set_num_threads(1024)" in r.stdout and "OK" in r.stdout, (
         r.returncode, r.stdout[-1000:], r.stderr[-2000:])
+
+
+def test_points_per_prompt_set_are_bounded(predictor):
+    """A 100000x2 zero-stride array is 16 bytes of memory but would make the decoder attend over
+    100,000 tokens for hours: more than 1024 points per set is an InputError, before any compute."""
+    n = 100_000
+    coords = np.broadcast_to(np.array([10.0, 20.0]), (n, 2))
+    with pytest.raises(mobile_sam_c.InputError, match="at most 1024 points"):
+        predictor.predict(point_coords=coords, point_labels=np.ones(n))
+    with pytest.raises(mobile_sam_c.InputError, match="at most 1024 points"):
+        predictor.predict_torch(np.zeros((2, 1025, 2)), np.ones((2, 1025)))
+    masks, iou, _ = predictor.predict(point_coords=coords[:1024], point_labels=np.ones(1024), as_numpy=True)
+    assert np.isfinite(iou).all()

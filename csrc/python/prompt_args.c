@@ -171,6 +171,13 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(c);
             return -1;
         }
+        if (n > MSAM_PY_MAX_POINTS) {
+            PyErr_Format(msam_py_InputError,
+                         "point_coords may hold at most %d points per prompt set, got %zd (the decoder's "
+                         "cost grows with the square of the count)", MSAM_PY_MAX_POINTS, (Py_ssize_t)n);
+            Py_DECREF(c);
+            return -1;
+        }
         if (check_finite(c, "point_coords") < 0) {
             Py_DECREF(c);
             return -1;
