@@ -33,8 +33,9 @@ _TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER (legac
 _TORCH_LEGACY_PROTOCOL = 1001
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _MAX_BROADCAST = 1 << 24  # elements a stride-0 / overlapping view may expand to beyond its storage
-_MAX_PICKLE = 32 * 1024 * 1024  # data.pkl of a state dict is a few hundred KB
+_MAX_PICKLE = 16 * 1024 * 1024  # data.pkl of a state dict is a few hundred KB
 _MAX_MEMO = 1 << 20  # pickle memo slots (the C unpickler sizes its memo table by the largest index)
+_MAX_OPCODES = 1 << 20  # a state dict of 1,000 tensors takes ~30,000; each opcode can make an object
 _MAX_BYTEORDER = 16  # "little" / "big"
 _CHUNK = 1 << 20  # compressed members are inflated this much at a time, never more
 _LIST_LIMIT = 20
@@ -294,9 +295,12 @@ def _stand_in(module: str, name: str) -> Any:
 
 def _scan_pickle(data: bytes, what: str) -> None:
     """Read a pickle's opcodes without running them and refuse what would take memory out of
-    proportion to its size (memo indices the C unpickler would allocate a table for)."""
+    proportion to its size: memo indices the C unpickler would allocate a table for, and more
+    opcodes (each may make an object of ~50 bytes from one byte) than a state dict needs."""
     try:
-        for op, arg, _ in pickletools.genops(data):
+        for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+            if count >= _MAX_OPCODES:
+                raise CheckpointError(f"{what} has more than {_MAX_OPCODES} opcodes; a state dict needs far fewer")
             if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not (_is_int(arg) and 0 <= arg < _MAX_MEMO):
                 raise CheckpointError(
                     f"{what} stores to memo slot {arg!r}; a state dict needs fewer than {_MAX_MEMO}")
@@ -536,9 +540,10 @@ def _pickle_at(f: IO[bytes], what: str) -> bytes:
     running them); f is left just after it."""
     start = f.tell()
     try:
-        for op, _, _ in pickletools.genops(f):
-            if f.tell() - start > _MAX_PICKLE:
-                raise CheckpointError(f"{what} is longer than {_MAX_PICKLE} bytes; a state dict's is far smaller")
+        for count, _ in enumerate(pickletools.genops(f)):
+            if f.tell() - start > _MAX_PICKLE or count >= _MAX_OPCODES:
+                raise CheckpointError(f"{what} is longer than {_MAX_PICKLE} bytes or {_MAX_OPCODES} "
+                                      "opcodes; a state dict's is far smaller")
     except CheckpointError:
         raise
     except Exception as e:

@@ -15,8 +15,9 @@ echo "== ASan+UBSan build in $WORK/src"
 (cd "$WORK/src" && MSAM_DEBUG=1 "$PY" setup.py build_ext --inplace -q 2>&1 | grep -E "error|warning: " | grep -v Deprecat) 
 SO="$(ls "$WORK"/src/mobile_sam_c/_C*.so 2>/dev/null | head -1)"
 [ -n "$SO" ] || { echo "sanitizer build failed"; exit 1; }
+SYMS="$(nm -D "$SO")"
 for sym in __asan_report_load4 __ubsan_handle_; do  # the build really is instrumented
-  nm -D "$SO" | grep -q "$sym" || { echo "sanitizer build lacks $sym"; exit 1; }
+  grep -q "$sym" <<<"$SYMS" || { echo "sanitizer build lacks $sym"; exit 1; }
 done
 CC="${CC:-gcc}"
 ASAN_LIB="$($CC -print-file-name=libasan.so)"

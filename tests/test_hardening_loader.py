@@ -180,6 +180,8 @@ def _bombs(tmp_path):
     put("memo_2_26", H.torch_zip(H.state_dict({"t": one}, prefix=memo), {"0": bytes(4)}), "memo")
     legacy_memo = H.legacy_bytes(H.state_dict({}, prefix=memo), {})
     put("legacy_memo_2_26", legacy_memo, "memo")
+    flood = H.MARK + b"]" * (4 << 20) + b"1"  # 4M empty lists (~240 MB of objects), then POP_MARK
+    put("opcode_flood_4m", H.torch_zip(H.state_dict({"t": one}, prefix=flood), {"0": bytes(4)}), "opcodes")
     return files
 
 
