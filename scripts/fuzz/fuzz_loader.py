@@ -203,6 +203,10 @@ def main() -> int:
             except CheckpointError as e:
                 cause = e.__cause__
                 outcome = "refused" if cause is None else f"refused:{type(cause).__name__}"
+                if cause is not None and not isinstance(cause, (zipfile.BadZipFile, OSError, EOFError)):
+                    seen = stats.setdefault("examples", {}).setdefault(outcome, [])
+                    if len(seen) < 3:  # what the loader did not check itself, for the report
+                        seen.append(str(e)[-300:])
                 if isinstance(cause, MemoryError):
                     finding("oom", str(e))
             except MemoryError as e:

@@ -82,6 +82,8 @@ def main() -> int:
         totals["inputs"] += int(stats.get("inputs", 0))
         for k, v in stats.get("outcomes", {}).items():
             totals["outcomes"][k] = totals["outcomes"].get(k, 0) + v
+        for k, v in stats.get("examples", {}).items():
+            totals.setdefault("examples", {}).setdefault(k, []).extend(v[:3])
         for finding in stats.get("findings", []):
             totals["findings"].append(finding)
             kind = finding.get("kind", "errors")
