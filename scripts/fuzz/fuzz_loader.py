@@ -75,6 +75,13 @@ def write_seeds(folder: str) -> List[str]:
         {"0": np.arange(8, dtype="<f4")})
     out["crafted_broadcast"] = H.torch_zip(H.state_dict(
         {f"t{i}": H.tensor(H.persid_storage("0", 1), 0, (64, 64), (0, 0)) for i in range(4)}), {"0": bytes(4)})
+    neg = H.EMPTY_DICT + H.text("neg") + H.NEWTRUE + H.SETITEM  # issue 14's payloads, as starting points
+    out["crafted_build_defaults"] = H.torch_zip(H.state_dict(
+        {"t": H.tensor(H.persid_storage("0", 1), 0, (1,), (1,))},
+        prefix=H.glob("torch._utils", "_rebuild_tensor_v2") + H.state({"__defaults__": H.tup(H.NEWFALSE, H.NONE, neg)})
+        + H.BUILD + H.POP), {"0": bytes(4)})
+    out["crafted_memo"] = H.torch_zip(H.state_dict({"t": H.tensor(H.persid_storage("0", 1), 0, (1,), (1,))},
+                                                   prefix=H.NONE + H.long_binput(1 << 19) + H.POP), {"0": bytes(4)})
     paths = []
     for name, data in out.items():
         p = os.path.join(folder, name + ".seed")
