@@ -198,7 +198,8 @@ def check_outputs(out: Any, c: Optional[int], hw: Optional[Tuple[int, int]]) -> 
     assert iou.ndim >= 1 and np.isfinite(iou).all(), "IoU predictions not finite"
     if low is not None:
         low = np.asarray(low)
-        assert low.shape[-2:] == (256, 256) and np.isfinite(low).all(), f"low-res logits {low.shape}"
+        assert low.shape[-2:] == (256, 256), f"low-res logits {low.shape}"
+        assert np.isfinite(low).all(), f"low-res logits not finite {low.shape}"
     if masks is not None:
         masks = np.asarray(masks)
         if hw is not None:
@@ -260,6 +261,21 @@ def one_call(rng: random.Random) -> Tuple[str, Callable[[], Any], Any]:
 ALLOWED = (mobile_sam_c.InputError, TypeError, HookError)
 
 
+def extreme_inputs(call: Callable[[], Any]) -> bool:
+    """Whether the image embedding or this call's mask_input holds values near float32's limit
+    (|v| > 1e30): sums of such values overflow in float32 in the reference too, so non-finite
+    outputs are then expected, not a defect."""
+    try:
+        if PREDICTOR.is_image_set and np.abs(np.asarray(PREDICTOR.get_image_embedding())).max() > 1e30:
+            return True
+        cells = [c.cell_contents for c in (call.__closure__ or ())]
+        kw = next((c for c in cells if isinstance(c, dict)), {})  # predict()'s keyword arguments
+        mask = kw.get("mask_input")
+        return mask is not None and np.abs(np.asarray(mask, dtype=np.float64)).max() > 1e30
+    except Exception:  # noqa: BLE001 - a hook-made argument: cannot tell, so not lenient
+        return False
+
+
 def main() -> int:
     global PREDICTOR, EMB
     ap = argparse.ArgumentParser()
@@ -297,7 +313,12 @@ def main() -> int:
                 out = call()
                 if expect is not None:
                     c, hw = expect
-                    check_outputs(out, c, PREDICTOR.original_size if hw == "after" else hw)
+                    try:
+                        check_outputs(out, c, PREDICTOR.original_size if hw == "after" else hw)
+                    except AssertionError as e:
+                        if "finite" not in str(e) or not extreme_inputs(call):
+                            raise
+                        outcome = "nonfinite_from_extreme_input"
             except ALLOWED as e:
                 outcome = type(e).__name__
             except RuntimeError as e:
