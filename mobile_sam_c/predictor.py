@@ -2,6 +2,7 @@
 Predictor type (set_image, predict and predict_torch run in C with the GIL released)."""
 from __future__ import annotations
 
+import operator
 import sys
 from typing import Any, Optional, Tuple
 
@@ -21,8 +22,8 @@ def _host_array(x: Any, name: str) -> Any:
     if x is None or isinstance(x, np.ndarray):
         return x
     if hasattr(x, "__dlpack_device__"):
-        dev = x.__dlpack_device__()
-        if int(dev[0]) != _DLPACK_CPU:
+        dev = _dlpack_device(x, name)
+        if dev[0] != _DLPACK_CPU:
             raise _C.InputError(f"{name} lives on DLPack device {tuple(dev)}; this model runs on the CPU, "
                                 "so pass an array in host memory")
         if hasattr(x, "detach"):
@@ -32,6 +33,16 @@ def _host_array(x: Any, name: str) -> Any:
         except (TypeError, RuntimeError, BufferError, ValueError):
             pass
     return x
+
+
+def _dlpack_device(x: Any, name: str) -> Tuple[int, int]:
+    """x.__dlpack_device__() as (device type, device id), or an InputError naming the argument."""
+    try:
+        kind, index = x.__dlpack_device__()
+        return operator.index(kind), operator.index(index)
+    except Exception as e:
+        raise _C.InputError(f"{name}.__dlpack_device__() must return a (device_type, device_id) pair "
+                            f"of ints ({type(e).__name__}: {e})") from None
 
 
 def _is_torch_tensor(x: Any) -> bool:

@@ -2,6 +2,7 @@
  * Stored once for the process so a call from any Python thread uses the same setting. */
 #include "threads.h"
 #include "msam.h"
+#include "cpu/thread_guard.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,7 +27,7 @@ int msam_get_num_threads(void) {
     return n > 0 ? n : default_threads();
 }
 
-int msam_threads(void) { return msam_get_num_threads(); }
+int msam_threads(void) { return msam_fork_limit_threads(msam_get_num_threads()); }
 
 int msam_threads_for_sizing(void) {
     int n = msam_threads();

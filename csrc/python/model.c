@@ -33,7 +33,11 @@ static int Model_init(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(msam_py_InputError, "weights must be a dict of name -> float32 array");
         return -1;
     }
-    Py_ssize_t n = PyDict_Size(weights), pos = 0, used = 0;
+    /* Our own (key, value) pairs first: converting a value may run user code (__array__) that
+     * changes the dict, and the table keeps each key's UTF-8 pointer until the core has copied it. */
+    PyObject *items = PyDict_Items(weights);
+    if (!items) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(items), used = 0;
     msam_weight *table = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(msam_weight));
     PyObject **keep = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(PyObject *));
     int rc = -1;
@@ -41,8 +45,9 @@ static int Model_init(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_NoMemory();
         goto done;
     }
-    PyObject *key, *value;
-    while (PyDict_Next(weights, &pos, &key, &value)) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i); /* the list owns the pairs, the pairs their items */
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
         if (!PyUnicode_Check(key)) {
             PyErr_SetString(msam_py_InputError, "weights keys must be str");
             goto done;
@@ -54,6 +59,7 @@ static int Model_init(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(value, NPY_FLOAT32, 0, 4,
                                                                NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
         if (!arr) {
+            if (PyErr_ExceptionMatches(PyExc_MemoryError) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) goto done;
             PyErr_Clear();
             PyErr_Format(msam_py_InputError, "weights['%s'] must be a float32 array of at most 4 dimensions", name);
             goto done;
@@ -83,6 +89,7 @@ done:
         for (Py_ssize_t i = 0; i < used; i++) Py_XDECREF(keep[i]);
     PyMem_Free(keep);
     PyMem_Free(table);
+    Py_DECREF(items);
     return rc;
 }
 

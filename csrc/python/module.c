@@ -2,6 +2,9 @@
  * exception mapping and the thread-count functions. The other files add the types. */
 #define MSAM_BINDING_MAIN
 #include "binding.h"
+#include "cpu/thread_guard.h"
+
+#include <string.h>
 
 PyObject *msam_py_InputError = NULL;
 
@@ -22,6 +25,18 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
     if (n == -1 && PyErr_Occurred()) return NULL;
     if (n < 0 || n > 1024) {
         PyErr_Format(msam_py_InputError, "n must be an int in 0..1024 (0 = default), got %ld", n);
+        return NULL;
+    }
+    int err = 0;
+    if (n > 1) { /* libgomp prints and exit(1)s when it cannot start a thread: find out first */
+        Py_BEGIN_ALLOW_THREADS
+        err = msam_try_start_threads((int)n);
+        Py_END_ALLOW_THREADS
+    }
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "set_num_threads(%ld): the system refused to start %ld threads (%s); the thread "
+                     "count stays %d", n, n - 1, strerror(err), msam_get_num_threads());
         return NULL;
     }
     msam_set_num_threads((int)n);
@@ -87,6 +102,7 @@ fail:
 
 static int module_exec(PyObject *m) {
     if (_import_array() < 0) return -1;
+    msam_fork_guard_install();
     if (!msam_py_InputError) {
         PyObject *bases = PyTuple_Pack(2, PyExc_ValueError, PyExc_AssertionError);
         if (!bases) return -1;

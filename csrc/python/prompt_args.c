@@ -2,6 +2,7 @@
  * Mirrors the original's transforms: coordinates scaled in float64, then stored as float32. */
 #include "prompt_args.h"
 
+#include <float.h>
 #include <math.h>
 
 void msam_py_preprocess_shape(int h, int w, int *nh, int *nw) {
@@ -72,11 +73,23 @@ static int check_finite(PyArrayObject *a, const char *name) {
     return 0;
 }
 
-/* float64 coordinates scaled per axis (x by sx, y by sy) into a new float32 array. */
-static PyArrayObject *scaled_f32(PyArrayObject *src, double sx, double sy) {
+/* float64 coordinates scaled per axis (x by sx, y by sy) into a new float32 array. A value that
+ * no longer fits a float32 after scaling is refused by name (converting it would be undefined). */
+static PyArrayObject *scaled_f32(PyArrayObject *src, double sx, double sy, const char *name) {
+    const double *s = PyArray_DATA(src);
+    for (npy_intp i = 0, n = PyArray_SIZE(src); i < n; i++) {
+        const double scale = i % 2 ? sy : sx, v = s[i] * scale;
+        if (!(fabs(v) <= (double)FLT_MAX)) {
+            char got[96];
+            snprintf(got, sizeof got, "%g (scaled by %g to %g)", s[i], scale, v);
+            PyErr_Format(msam_py_InputError,
+                         "%s must be within the float32 range after scaling to the model's 1024-pixel "
+                         "input, got %s at flat index %zd", name, got, (Py_ssize_t)i);
+            return NULL;
+        }
+    }
     PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src), PyArray_DIMS(src), NPY_FLOAT32);
     if (!out) return NULL;
-    const double *s = PyArray_DATA(src);
     float *d = PyArray_DATA(out);
     for (npy_intp i = 0, n = PyArray_SIZE(src); i < n; i++) d[i] = (float)(s[i] * (i % 2 ? sy : sx));
     return out;
@@ -158,11 +171,18 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(c);
             return -1;
         }
+        if (n > MSAM_PY_MAX_POINTS) {
+            PyErr_Format(msam_py_InputError,
+                         "point_coords may hold at most %d points per prompt set, got %zd (the decoder's "
+                         "cost grows with the square of the count)", MSAM_PY_MAX_POINTS, (Py_ssize_t)n);
+            Py_DECREF(c);
+            return -1;
+        }
         if (check_finite(c, "point_coords") < 0) {
             Py_DECREF(c);
             return -1;
         }
-        a->coords = scaled_f32(c, sx, sy);
+        a->coords = scaled_f32(c, sx, sy, "point_coords");
         Py_DECREF(c);
         if (!a->coords) return -1;
         if (parse_labels(a, labels, b, n, single) < 0) return -1;
@@ -195,7 +215,7 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(bx);
             return -1;
         }
-        a->boxes = scaled_f32(bx, sx, sy);
+        a->boxes = scaled_f32(bx, sx, sy, name);
         Py_DECREF(bx);
         if (!a->boxes) return -1;
         if (batch < 0) batch = b, batch_from = "boxes";

@@ -4,6 +4,10 @@
 #define MSAM_PROMPT_ARGS_H
 #include "binding.h"
 
+/* Points per prompt set: the decoder's time and memory grow with the square of the count (10,000
+ * points took a minute, 100,000 hours), so a small (even zero-stride) array could tie a process up. */
+#define MSAM_PY_MAX_POINTS 1024
+
 typedef struct {
     msam_prompts p;
     PyArrayObject *coords, *labels, *boxes, *mask; /* owned float32/int32 C-contiguous */
