@@ -127,12 +127,38 @@ def test_thread_count_the_system_cannot_start_raises():
 
 def test_points_per_prompt_set_are_bounded(predictor):
     """A 100000x2 zero-stride array is 16 bytes of memory but would make the decoder attend over
-    100,000 tokens for hours: more than 1024 points per set is an InputError, before any compute."""
-    n = 100_000
+    100,000 tokens for hours: more than MAX_PROMPT_POINTS (256) points per set is an InputError,
+    before any compute."""
+    n, most = 100_000, mobile_sam_c._C.MAX_PROMPT_POINTS
     coords = np.broadcast_to(np.array([10.0, 20.0]), (n, 2))
-    with pytest.raises(mobile_sam_c.InputError, match="at most 1024 points"):
+    with pytest.raises(mobile_sam_c.InputError, match=f"at most {most} points"):
         predictor.predict(point_coords=coords, point_labels=np.ones(n))
-    with pytest.raises(mobile_sam_c.InputError, match="at most 1024 points"):
-        predictor.predict_torch(np.zeros((2, 1025, 2)), np.ones((2, 1025)))
-    masks, iou, _ = predictor.predict(point_coords=coords[:1024], point_labels=np.ones(1024), as_numpy=True)
+    with pytest.raises(mobile_sam_c.InputError, match=f"at most {most} points"):
+        predictor.predict_torch(np.zeros((2, most + 1, 2)), np.ones((2, most + 1)))
+    masks, iou, _ = predictor.predict(point_coords=coords[:most], point_labels=np.ones(most), as_numpy=True)
     assert np.isfinite(iou).all()
+
+
+def test_size_pair_whose_index_clears_its_list():
+    """A size pair whose item's __index__ clears the list while it is read (a SIGSEGV when C held
+    borrowed items; the binding now reads a tuple of its own)."""
+    script = textwrap.dedent("""
+        import numpy as np
+        import mobile_sam_c
+        from mobile_sam_c import _C, random_weights
+        sam = mobile_sam_c.sam_model_registry["vit_t"](checkpoint=random_weights.random_state_dict(_C.weight_spec(), seed=1))
+        p = mobile_sam_c.SamPredictor(sam)
+        class ClearsItsList:
+            def __index__(self):
+                size.clear()
+                return 5
+        size = [ClearsItsList(), 7]
+        try:
+            p.set_image_embedding(np.zeros((1, 256, 64, 64), np.float32), size)
+        except mobile_sam_c.InputError:
+            pass
+        print("OK")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
+    assert r.returncode == 0 and "OK" in r.stdout, (r.returncode, r.stderr[-1000:])

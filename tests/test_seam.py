@@ -95,7 +95,7 @@ def test_same_op_sequence_hash(predictor):
 
 def test_too_many_points_is_a_clear_error(predictor):
     n = _C.MAX_PROMPT_POINTS + 1
-    with pytest.raises(mobile_sam_c.InputError, match=f"point_coords must have at most {_C.MAX_PROMPT_POINTS}"):
+    with pytest.raises(mobile_sam_c.InputError, match=f"point_coords may hold at most {_C.MAX_PROMPT_POINTS} points"):
         predictor.predict(point_coords=np.zeros((n, 2), np.float32), point_labels=np.ones(n, np.int32))
     m, _, _ = predictor.predict(point_coords=np.zeros((n - 1, 2), np.float32), point_labels=np.ones(n - 1, np.int32))
     assert m.shape[0] == 3

@@ -8,7 +8,7 @@
 
 
 /* Below this many multiply-adds a pass runs on the calling thread: waking a team costs more.
- * Threads: the library's one setting (msam_get_num_threads). */
+ * Threads: msam_kernel_threads (the setting, fork-safe). */
 #define PAR_MIN_WORK (1 << 16)
 
 /* Bit-exactness needs fused multiply-adds exactly where torch has them: explicit fmaf. GCC in
@@ -269,7 +269,7 @@ static void lin_run(const float *src, int sh, int sw, ptrdiff_t src_ld, float *d
     j.rx = (float)sw / (float)dw;
     /* A few blocks per thread: each block interpolates its first source rows along x again,
      * so blocks are as tall as load balancing allows. */
-    const int nt = msam_get_num_threads();
+    const int nt = msam_kernel_threads();
     const double work = 4.0 * crop_h * crop_w;
     const int par = nt > 1 && work >= PAR_MIN_WORK;
     j.rows = par ? (crop_h + 4 * nt - 1) / (4 * nt) : crop_h;

@@ -4,7 +4,7 @@
 #include "weights.h" /* msam_fail */
 
 /* Below this many multiply-adds a pass runs on the calling thread: waking a team costs more.
- * Threads: the library's one setting (msam_get_num_threads). */
+ * Threads: msam_kernel_threads (the setting, fork-safe). */
 #define PAR_MIN_WORK (1 << 16)
 
 #include <math.h>
@@ -230,7 +230,7 @@ static void pil_hpass(const uint8_t *src, int w, ptrdiff_t rs, ptrdiff_t ps, int
     simd = ps >= 3 && __builtin_cpu_supports("sse4.1");
 #endif
     const double work = (double)rows * nw * 3 * ax->ksize;
-#pragma omp parallel for num_threads(msam_get_num_threads()) schedule(static) if (work >= PAR_MIN_WORK)
+#pragma omp parallel for num_threads(msam_kernel_threads()) schedule(static) if (work >= PAR_MIN_WORK)
     for (int y = 0; y < rows; y++) {
         const uint8_t *line = src + (ptrdiff_t)(y0 + y) * rs;
         uint8_t *o = out + y * out_rs;
@@ -263,7 +263,7 @@ static void pil_vpass(const uint8_t *src, ptrdiff_t rs, ptrdiff_t ps, int bgr, c
         vrow = pil_vrow_packed_avx2;
 #endif
     const double work = (double)nh * nw * 3 * ksize;
-#pragma omp parallel for num_threads(msam_get_num_threads()) schedule(static) if (work >= PAR_MIN_WORK)
+#pragma omp parallel for num_threads(msam_kernel_threads()) schedule(static) if (work >= PAR_MIN_WORK)
     for (int y = 0; y < nh; y++) {
         const int32_t *k = ax->k + (size_t)y * ksize;
         const uint8_t *first = src + (ptrdiff_t)ax->lo[y] * rs;

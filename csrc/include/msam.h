@@ -170,6 +170,12 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
 /* ---- threads ------------------------------------------------------------------ */
 void msam_set_num_threads(int n); /* n <= 0: back to the default (OMP_NUM_THREADS or cores) */
 int msam_get_num_threads(void);
+/* The same after checking that n - 1 threads can be started now (the OpenMP runtime ends the
+ * process when it cannot start one): MSAM_ERR_BACKEND with the system's reason, the setting kept. */
+msam_status msam_set_num_threads_checked(int n, msam_error *err);
+/* The threads a kernel may use now: the setting, or 1 in a process forked after this one's thread
+ * pool started (the pool's threads do not exist in the child). Host utilities use it too. */
+int msam_kernel_threads(void);
 const char *msam_cpu_isa(void);   /* "avx512", "avx2" or "generic": the GEMM kernel in use */
 
 #ifdef __cplusplus

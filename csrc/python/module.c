@@ -2,7 +2,6 @@
  * exception mapping and the thread-count functions. The other files add the types. */
 #define MSAM_BINDING_MAIN
 #include "binding.h"
-#include "cpu/thread_guard.h"
 
 #include <string.h>
 
@@ -27,19 +26,16 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
         PyErr_Format(msam_py_InputError, "n must be an int in 0..1024 (0 = default), got %ld", n);
         return NULL;
     }
-    int err = 0;
-    if (n > 1) { /* libgomp prints and exit(1)s when it cannot start a thread: find out first */
-        Py_BEGIN_ALLOW_THREADS
-        err = msam_try_start_threads((int)n);
-        Py_END_ALLOW_THREADS
-    }
-    if (err) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "set_num_threads(%ld): the system refused to start %ld threads (%s); the thread "
-                     "count stays %d", n, n - 1, strerror(err), msam_get_num_threads());
+    /* the OpenMP runtime prints and exit(1)s when it cannot start a thread: the core finds out first */
+    msam_error err = {{0}};
+    msam_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_set_num_threads_checked((int)n, &err);
+    Py_END_ALLOW_THREADS
+    if (st) {
+        PyErr_Format(PyExc_RuntimeError, "set_num_threads(%ld): %s", n, err.msg);
         return NULL;
     }
-    msam_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
 
@@ -102,7 +98,6 @@ fail:
 
 static int module_exec(PyObject *m) {
     if (_import_array() < 0) return -1;
-    msam_fork_guard_install();
     if (!msam_py_InputError) {
         PyObject *bases = PyTuple_Pack(2, PyExc_ValueError, PyExc_AssertionError);
         if (!bases) return -1;

@@ -4,9 +4,10 @@
 #define MSAM_PROMPT_ARGS_H
 #include "binding.h"
 
-/* Points per prompt set: the decoder's time and memory grow with the square of the count (10,000
- * points took a minute, 100,000 hours), so a small (even zero-stride) array could tie a process up. */
-#define MSAM_PY_MAX_POINTS 1024
+/* Points per prompt set: the core's limit (its token buffers are sized for it), checked before any
+ * conversion, so a small zero-stride array of 100,000 points costs nothing (the decoder's time grows
+ * with the square of the count: 10,000 points took a minute, 100,000 hours). */
+#define MSAM_PY_MAX_POINTS MSAM_MAX_PROMPT_POINTS
 
 typedef struct {
     msam_prompts p;
