@@ -20,7 +20,35 @@ import pytest
 import reference as R
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKEND = sorted((ROOT / "csrc" / "cuda" / "backend").glob("*.cu"))
 SEEDS = (0, 1, 2, 3)
+
+
+def _find_nvcc():
+    found = shutil.which("nvcc")
+    home = os.environ.get("CUDA_HOME")
+    if not found and home and (Path(home) / "bin" / "nvcc").exists():
+        found = str(Path(home) / "bin" / "nvcc")
+    return found
+
+
+def _find_cublas_include(nvcc):
+    """cublas_v2.h's directory: the toolkit's, or the nvidia-cublas wheel's."""
+    roots = [Path(nvcc).resolve().parent.parent / "include"] if nvcc else []
+    if os.environ.get("CUDA_HOME"):
+        roots.append(Path(os.environ["CUDA_HOME"]) / "include")
+    try:
+        import nvidia  # the wheels' namespace package
+
+        for base in nvidia.__path__:
+            roots += [p.parent for p in Path(base).glob("*/include/cublas_v2.h")]
+    except ImportError:
+        pass
+    return next((r for r in roots if (r / "cublas_v2.h").exists()), None)
+
+
+NVCC = _find_nvcc()
+CUBLAS_INCLUDE = _find_cublas_include(NVCC)
 
 # Runs in the subprocess, against the emulation build; writes every result to OUT (npz + json).
 CHECKS = textwrap.dedent(r'''
@@ -191,3 +219,17 @@ def test_an_embedding_set_on_the_cuda_predictor_predicts_as_the_cpu(emulated):
     _, a = emulated
     assert np.abs(a["embedpath_gpu"] - a["point_cpu"]).max() <= 1e-3 * max(1.0, np.abs(a["point_cpu"]).max())
     np.testing.assert_allclose(a["embedpath_gpu_iou"], a["point_cpu_iou"], atol=1e-4)
+
+
+@pytest.mark.skipif(NVCC is None or CUBLAS_INCLUDE is None,
+                    reason="nvcc or cuBLAS's headers not found (CI has them): the op table was only emulated")
+def test_the_op_table_compiles_with_nvcc(tmp_path):
+    """The same sources under the real compiler and the real cuda_runtime.h / cublas_v2.h (sm_80,
+    sm_90, PTX for newer), warnings as errors: a backend file only the emulation accepts fails."""
+    for src in BACKEND:
+        cmd = [NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings", "-I", str(CUBLAS_INCLUDE),
+               "-I", str(ROOT / "csrc"), "-I", str(ROOT / "csrc" / "include"),
+               "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
+               "-gencode", "arch=compute_90,code=compute_90", str(src), "-o", str(tmp_path / (src.stem + ".o"))]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        assert run.returncode == 0, " ".join(cmd) + "\n" + run.stdout + run.stderr
