@@ -32,7 +32,7 @@ CXX = os.environ.get("CXX", "g++")
 # extra flags for the emulation build, e.g. "-fsanitize=address" (then run pytest with the
 # sanitizer's runtime preloaded; see csrc/cuda/README.md)
 EXTRA_FLAGS = os.environ.get("MSAM_CUDA_EMU_CXXFLAGS", "").split()
-JOBS = 2
+JOBS = max(2, min(8, os.cpu_count() or 2))  # parallel compiles
 GPU_MODE = os.environ.get("MSAM_CUDA_TEST_GPU") == "1"
 emulation_only = pytest.mark.skipif(GPU_MODE, reason="tests the emulation itself (MSAM_CUDA_TEST_GPU=1)")
 

@@ -3,14 +3,16 @@
  *
  * Why: GPUs are rarely at hand here, so the .cu files are also compiled by g++ against this shim
  * and run on the CPU in CI. Each block runs on one worker OS thread, its threads as fibers (one
- * stack each) that switch only at __syncthreads, at a warp shuffle (a warp barrier) and at exit,
+ * stack each) that switch only at __syncthreads, at a shuffle, vote or __syncwarp (a warp
+ * barrier) and at exit,
  * so barriers are real: a missing __syncthreads reads data the other threads have not written
  * yet (dynamic shared memory starts as NaN bytes), and a barrier not every thread reaches is
  * reported as a launch failure instead of hanging. Blocks run concurrently on worker threads.
  *
  * What it cannot show: speed, coalescing, bank conflicts, occupancy, tensor-core paths, the real
  * (weak) memory model between blocks, independent scheduling inside a warp (lanes of a warp run
- * one after another between sync points), out-of-bounds device accesses (device memory is host
+ * one after another between sync points; a shuffle orders their memory here, not on a GPU),
+ * out-of-bounds device accesses (device memory is host
  * memory; run under a host sanitizer for that), and GPU math accuracy (expf, erff ... are the
  * host's correctly rounded-ish libm, GPU ones are within 2 ulp). Static __shared__ arrays are
  * per worker thread and keep what the previous block on that worker left (hardware: undefined).

@@ -129,8 +129,8 @@ void fiber_main(void *p) {
     (*t->blk->body)();
     t->st = fstate::done;
     t->blk->done++;
-    yield_to_scheduler(t); /* never resumed */
-    abort();
+    yield_to_scheduler(t); /* a finished thread is never resumed */
+    abort();               /* unreachable */
 }
 
 std::string describe(const emu_thread &t) {
