@@ -91,13 +91,16 @@ CHECKS = textwrap.dedent(r'''
         # the CPU's logits (to judge mask disagreements) and masks; the GPU's resident masks, then logits
         for tag, p, extra in (("cpu", cpu, dict(return_logits=True, as_numpy=True)),
                               ("cpu_masks", cpu, dict(as_numpy=True, return_low_res=False))):
+            t0 = p._op_trace()[1]
             m, iou, low = p.predict(**kw, **extra)
+            cpu_ops = p._op_trace()[1] - t0
             arrays[f"{name}_{tag}"], arrays[f"{name}_{tag}_iou"] = host(m), host(iou)
             if low is not None:
                 arrays[f"{name}_{tag}_low"] = host(low)
-        c0 = gpu.transfer_counts()
+        c0, t0 = gpu.transfer_counts(), gpu._op_trace()[1]
         m, iou, low = gpu.predict(**kw, as_numpy=False, return_low_res=False)
         c1 = gpu.transfer_counts()
+        meta[f"{name}_ops"] = [cpu_ops, gpu._op_trace()[1] - t0]  # the same call on both backends
         meta[f"{name}_resident_counts"] = {k: c1[k] - c0[k] for k in c1}
         meta[f"{name}_resident_types"] = [type(m).__name__, type(iou).__name__, repr(low)]
         meta[f"{name}_resident_dlpack"] = [list(m.__dlpack_device__()), list(iou.__dlpack_device__())]
@@ -189,6 +192,8 @@ def test_gpu_resident_predict_moves_nothing_back_and_never_waits(emulated, name)
     assert meta[f"{name}_resident_types"] == ["Array", "Array", "None"]
     assert meta[f"{name}_resident_dlpack"] == [[2, 0], [2, 0]]
     assert meta[f"{name}_legacy_types"] == ["ndarray", "ndarray", "ndarray"]
+    cpu_ops, gpu_ops = meta[f"{name}_ops"]
+    assert gpu_ops == cpu_ops > 0  # the very op sequence the CPU backend runs: no staging, no extra copy
 
 
 @pytest.mark.parametrize("name", PROMPTS)
