@@ -129,8 +129,8 @@ CHECKS = textwrap.dedent(r'''
 
 
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory):
-    """Build the emulation extension, run CHECKS with it, and hand back (meta, arrays)."""
+def emulation_build(tmp_path_factory):
+    """The extension built with MOBILE_SAM_C_CUDA_EMULATION=1: (temp dir, its object files)."""
     tmp = tmp_path_factory.mktemp("cuda_emu")
     env = dict(os.environ, MOBILE_SAM_C_CUDA_EMULATION="1")
     build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp / "lib"),
@@ -141,9 +141,16 @@ def emulated(tmp_path_factory):
     pkg = tmp / "pkg" / "mobile_sam_c"
     shutil.copytree(ROOT / "mobile_sam_c", pkg, ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "__pycache__"))
     shutil.copy(built[0], pkg)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def emulated(emulation_build):
+    """CHECKS run on the emulation build: (meta, arrays)."""
+    tmp = emulation_build
     run_env = dict(os.environ, PYTHONPATH=str(tmp / "pkg"))
-    run = subprocess.run([sys.executable, "-c", CHECKS, str(tmp), str(R.images_dir() / "dog.jpg"), ",".join(map(str, SEEDS))],
-                         cwd=tmp, env=run_env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", CHECKS, str(tmp), str(R.images_dir() / "dog.jpg"),
+                          ",".join(map(str, SEEDS))], cwd=tmp, env=run_env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     with open(tmp / "meta.json") as f:
         meta = json.load(f)
@@ -238,3 +245,21 @@ def test_the_op_table_compiles_with_nvcc(tmp_path):
                "-gencode", "arch=compute_90,code=compute_90", str(src), "-o", str(tmp_path / (src.stem + ".o"))]
         run = subprocess.run(cmd, capture_output=True, text=True)
         assert run.returncode == 0, " ".join(cmd) + "\n" + run.stdout + run.stderr
+
+
+def test_counters_errors_trace_copies_and_strides_in_c(emulation_build):
+    """tests/cuda_backend_probe.c, linked with the build's objects (all but the Python binding): the
+    counters ops.h defines, first-error recording, the CPU's trace scheme, overlapping copies and
+    matmul operands packed from strides cuBLAS cannot take."""
+    tmp = emulation_build
+    objs = [str(p) for p in (tmp / "build").rglob("*.o") if "python" not in p.relative_to(tmp / "build").parts]
+    inc = [f"-I{ROOT / d}" for d in ("csrc", "csrc/include", "csrc/core", "csrc/host")]
+    cc, cxx = os.environ.get("CC", "gcc"), os.environ.get("CXX", "g++")
+    probe_o, probe = tmp / "probe.o", tmp / "probe"
+    for cmd in ([cc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", *inc, "-c",
+                 str(ROOT / "tests" / "cuda_backend_probe.c"), "-o", str(probe_o)],
+                [cxx, "-o", str(probe), str(probe_o), *objs, "-fopenmp", "-lpthread", "-lm", "-ldl"]):
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        assert run.returncode == 0, " ".join(cmd) + "\n" + run.stdout + run.stderr
+    run = subprocess.run([str(probe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok (0 failed)"), run.stdout + run.stderr
