@@ -1,6 +1,8 @@
 /* cuda_backend_probe.c - a test program linked with the emulation build's objects: what the CUDA
  * op table does that Python cannot reach (counters, first-error recording, the op trace's scheme,
- * overlapping copies, matmul's packed strides). Prints one line per failed check; exit status 1 then. */
+ * overlapping copies, matmul's packed strides) and what reaches the emulated runtime in a predict.
+ * Prints one line per failed check; exit status 1 then. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,13 @@
 #include "cpu/cpu_backend.h"
 #include "cuda/backend/cuda_backend.h"
 #include "ref/ref.h"
+
+/* The emulated runtime's own counters (csrc/cuda/emu/cuda_emu.h, C linkage): what reached the
+ * runtime, independent of the op table's bookkeeping. */
+typedef struct {
+    long long launches, mallocs, h2d, d2h, syncs;
+} emu_counters;
+void msam_emu_get_counters(emu_counters *c);
 
 static int failures;
 #define CHECK(cond, ...)                                                                                   \
@@ -151,6 +160,69 @@ static void matmul_strides(const msam_ops *o) {
     o->ctx_free(ctx);
 }
 
+/* A whole GPU-resident predict through the core's C API (random weights from the spec, a random
+ * embedding): at the runtime, kernels and the prompt's one upload, and no cudaMalloc, no
+ * synchronisation, no device->host copy; the outputs stay in device buffers until read. */
+static void resident_predict(void) {
+    const size_t n = msam_weight_spec_count();
+    msam_weight *w = calloc(n, sizeof *w);
+    size_t used = 0;
+    unsigned seed = 3;
+    for (size_t i = 0; i < n; i++) {
+        const msam_weight_spec *sp = msam_weight_spec_at(i);
+        if (sp->is_int64) continue; /* BatchNorm's counters: not read */
+        size_t numel = 1;
+        for (int d = 0; d < sp->ndim; d++) numel *= (size_t)sp->shape[d];
+        float *data = malloc(sizeof(float) * (numel ? numel : 1));
+        const int var = strstr(sp->name, "running_var") != NULL;
+        for (size_t j = 0; j < numel; j++) data[j] = var ? 1.0f + 0.1f * frand(&seed) : 0.05f * frand(&seed);
+        w[used].name = sp->name, w[used].data = data, w[used].ndim = sp->ndim;
+        memcpy(w[used].shape, sp->shape, sizeof sp->shape);
+        used++;
+    }
+    msam_error err = {{0}};
+    msam_model *model = NULL;
+    msam_session *sess = NULL;
+    msam_buffer *masks = NULL, *iou = NULL;
+    float *emb = malloc(sizeof(float) * 256 * 64 * 64);
+    for (int i = 0; i < 256 * 64 * 64; i++) emb[i] = frand(&seed);
+    int ok = !msam_model_create(w, used, MSAM_DEVICE_CUDA, &model, &err) && !msam_session_create(model, &sess, &err) &&
+             !msam_session_set_embedding(sess, emb, 64 * 64, 64, 1, &err) &&
+             !msam_buffer_create(model, 3 * 300 * 400, &masks, &err) &&
+             !msam_buffer_create(model, 3 * sizeof(float), &iou, &err);
+    CHECK(ok, "setting up a cuda session: %s", err.msg);
+    if (ok) {
+        const float coords[2] = {500.0f, 400.0f};
+        const int32_t labels[1] = {1};
+        msam_prompts p = {1, 1, coords, labels, NULL, NULL, 0};
+        msam_outputs o = {1, 0, 300, 400, 768, 1024, msam_buffer_data(masks), msam_buffer_data(iou), NULL};
+        emu_counters e0, e1;
+        msam_counters c0, c1;
+        msam_session_counters(sess, &c0);
+        msam_emu_get_counters(&e0);
+        CHECK(!msam_predict(sess, &p, &o, &err), "predict: %s", err.msg);
+        msam_emu_get_counters(&e1);
+        msam_session_counters(sess, &c1);
+        CHECK(e1.launches > e0.launches && e1.mallocs == e0.mallocs && e1.syncs == e0.syncs && e1.d2h == e0.d2h &&
+                  e1.h2d == e0.h2d + 1,
+              "runtime during predict: %lld launches, %lld mallocs, %lld syncs, %lld d2h, %lld h2d",
+              e1.launches - e0.launches, e1.mallocs - e0.mallocs, e1.syncs - e0.syncs, e1.d2h - e0.d2h,
+              e1.h2d - e0.h2d);
+        CHECK(c1.h2d == c0.h2d + 1 && c1.d2h == c0.d2h && c1.syncs == c0.syncs && c1.allocs == c0.allocs,
+              "the session's counters moved");
+        float scores[3] = {NAN, NAN, NAN};
+        CHECK(!msam_buffer_read(iou, 0, scores, sizeof scores, &err), "reading iou: %s", err.msg);
+        CHECK(isfinite(scores[0]) && isfinite(scores[1]) && isfinite(scores[2]), "iou not finite");
+    }
+    msam_buffer_free(masks);
+    msam_buffer_free(iou);
+    msam_session_free(sess);
+    msam_model_free(model);
+    free(emb);
+    for (size_t i = 0; i < used; i++) free((void *)w[i].data);
+    free(w);
+}
+
 int main(void) {
     const msam_ops *o = msam_backend_ops(MSAM_DEVICE_CUDA);
     if (!o || o != msam_cuda_ops() || strcmp(o->name, "cuda") != 0 || o->host_memory) {
@@ -162,6 +234,7 @@ int main(void) {
     errors(o);
     memmoves(o);
     matmul_strides(o);
+    resident_predict();
     printf("%s (%d failed)\n", failures ? "FAILED" : "ok", failures);
     return failures != 0;
 }
