@@ -20,6 +20,35 @@ def _sources():
     return sorted(f for f in found if not f.startswith(os.path.join("csrc", "cuda") + os.sep))
 
 
+# Test builds only: MOBILE_SAM_C_CUDA_EMULATION=1 also compiles the CUDA backend (csrc/cuda/backend,
+# csrc/cuda/kernels) with the host C++ compiler against our CUDA emulation (csrc/cuda/emu), and
+# registers it for device "cuda" (MSAM_WITH_CUDA), so its op table runs without a GPU.
+CUDA_EMULATION = os.environ.get("MOBILE_SAM_C_CUDA_EMULATION") == "1"
+CUDA_EMU_FLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-DMSAM_CUDA_EMULATION", "-Wno-unknown-pragmas"]
+
+
+def _cuda_emulation_sources():
+    cuda = os.path.join("csrc", "cuda")
+    found = []
+    for pattern in (("backend", "*.cu"), ("kernels", "*.cu"), ("emu", "*.cpp")):
+        found += glob.glob(os.path.join(cuda, *pattern))
+    return sorted(found)
+
+
+def _compile_cuda_as_cxx(compiler):
+    """Let the C compiler take .cu (as C++) and .cpp files with the emulation's C++ flags."""
+    compiler.src_extensions += [".cu", ".cpp"]
+    compile_one = compiler._compile
+
+    def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
+        if src.endswith((".cu", ".cpp")):
+            cc_args = cc_args + (["-x", "c++"] if src.endswith(".cu") else [])
+            extra_postargs = [f for f in extra_postargs if f not in ("-std=c11", "-O3")] + CUDA_EMU_FLAGS
+        compile_one(obj, src, ext, cc_args, extra_postargs, pp_opts)
+
+    compiler._compile = _compile
+
+
 def _compiler_accepts(compiler, flag):
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
@@ -36,6 +65,8 @@ def _compiler_accepts(compiler, flag):
 class BuildExt(build_ext):
     def build_extensions(self):
         openmp = _compiler_accepts(self.compiler, "-fopenmp")
+        if CUDA_EMULATION:
+            _compile_cuda_as_cxx(self.compiler)
         for ext in self.extensions:
             if openmp:
                 ext.extra_compile_args.append("-fopenmp")
@@ -69,13 +100,19 @@ if emulate:
     if "avx2" in flags and "fma" in flags:
         cflags += ["-mavx2", "-mfma"]
 
+sources, link_args = _sources(), ["-lm", "-ldl"]
+if CUDA_EMULATION:
+    sources += _cuda_emulation_sources()
+    define_macros.append(("MSAM_WITH_CUDA", "1"))
+    link_args += ["-lstdc++", "-lpthread"]
+
 ext = Extension(
     "mobile_sam_c._C",
-    sources=_sources(),
+    sources=sources,
     include_dirs=include_dirs,
     define_macros=define_macros,
     extra_compile_args=cflags,
-    extra_link_args=["-lm", "-ldl"],
+    extra_link_args=link_args,
 )
 
 setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
