@@ -126,3 +126,31 @@ def test_set_image_embedding_checks_sizes_as_set_image_would(sam):
     with pytest.raises(mobile_sam_c.InputError):
         p.set_image_embedding(np.full((1, 256, 64, 64), np.nan, np.float32), (50, 50))
     assert p.is_image_set and p.original_size == (100, 200)
+
+
+def test_a_conversion_hook_that_sets_an_image_every_time_ends(sam):
+    """predict converts its prompts with the lock free and redoes them when the image changed; a
+    hook that sets a new image on every conversion gets a clear error instead of a loop forever."""
+    p = mobile_sam_c.SamPredictor(sam)
+    emb = np.zeros((1, 256, 64, 64), np.float32)
+    p.set_image_embedding(emb, (40, 50))
+
+    class Restless:
+        def __array__(self, dtype=None, copy=None):
+            p.set_image_embedding(emb, (40, 50))
+            return np.array([[1.0, 2.0]], np.float32)
+
+    with pytest.raises(RuntimeError, match="the image changed while the prompt arguments were being converted"):
+        p.predict(point_coords=Restless(), point_labels=np.array([1], np.int32))
+
+    class Once:
+        done = False
+
+        def __array__(self, dtype=None, copy=None):
+            if not Once.done:
+                Once.done = True
+                p.set_image_embedding(emb, (80, 30))  # the image changes once: the new one is used
+            return np.array([[1.0, 2.0]], np.float32)
+
+    masks, _, _ = p.predict(point_coords=Once(), point_labels=np.array([1], np.int32))
+    assert masks.shape == (3, 80, 30)

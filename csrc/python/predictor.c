@@ -383,8 +383,12 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
                              PyObject *mask, int multimask, int return_logits, int return_low_res, int single,
                              int return_masks, int as_numpy) {
     /* The prompt arguments are converted (Python code may run) with the lock free; the image they
-     * were scaled for is then checked under the lock, and the work redone if it changed meanwhile. */
-    for (;;) {
+     * were scaled for is then checked under the lock, and the work redone if it changed meanwhile
+     * (a few times: a conversion hook that sets an image every time would otherwise loop forever). */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 8)
+            return PyErr_Format(PyExc_RuntimeError, "the image changed while the prompt arguments were being "
+                                "converted, %d times (does a conversion hook set an image?)", attempt);
         lock_take(p);
         const int has = msam_session_has_image(p->sess);
         const int oh = p->orig_h, ow = p->orig_w, ih = p->input_h, iw = p->input_w;
