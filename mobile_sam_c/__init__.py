@@ -6,6 +6,7 @@ from ._C import InputError, cpu_isa, get_num_threads, set_num_threads
 from .build_sam import Sam, build_sam_vit_t, sam_model_registry
 from .checkpoint import CheckpointError
 from .predictor import SamPredictor
+from .automatic_mask_generator import SamAutomaticMaskGenerator
 from .transforms import ResizeLongestSide
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ __all__ = [
     "InputError",
     "ResizeLongestSide",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamPredictor",
     "build_sam_vit_t",
     "cpu_isa",
