@@ -15,7 +15,6 @@ from .utils.amg import (area_from_rle, build_all_layer_point_grids, coco_encode_
                         generate_crop_boxes, rle_to_mask)
 
 _OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-_MASK_THRESHOLD = 0.0  # Sam.mask_threshold
 
 
 def _check_int(value: Any, name: str, lo: int) -> int:
@@ -236,7 +235,8 @@ class SamAutomaticMaskGenerator:
             return out
         index, stability, boxes, rles = _C.amg_process_masks(
             low_res[cand], orig_size, tuple(crop_box), input_size, self.stability_score_offset,
-            self.stability_score_thresh, _MASK_THRESHOLD)
+            self.stability_score_thresh,
+            float(self.predictor.model.mask_threshold))
         kept = cand[index]
         out.rles = rles
         out.boxes, out.iou, out.stability = [boxes], [iou[kept]], [stability]
