@@ -2,7 +2,8 @@
 same random weights: photos and settings (defaults; lowered thresholds so random weights give
 dozens of masks; crop layers 1 and 2; small-region removal; each output mode). Same masks in the
 same order, equal boxes / areas / scores to tolerance, segmentations equal except where the
-reference logit is within MASK_BAND of the mask threshold."""
+reference logit is within MASK_BAND of the mask threshold. Needs the test extras
+opencv-python-headless (the original's min_mask_region_area) and pycocotools (coco_rle)."""
 import warnings
 
 import numpy as np
@@ -147,7 +148,6 @@ def test_generate_matches_original(case, msc, model, ref_model, images):
 
 @pytest.mark.parametrize("case", ["small-regions", "small-regions-crop1"])
 def test_small_region_removal_matches_original(case, msc, model, ref_model, images):
-    pytest.importorskip("cv2", reason="the original's min_mask_region_area needs opencv-python-headless")
     image, ours, ref, threshold = run_both(case, msc, model, ref_model, images)
     compare(ours, ref, RefLogits(ref_model, image), threshold, case, small_regions=True)
     assert len(ref) >= 5
@@ -160,13 +160,8 @@ def test_output_modes(msc, model, ref_model, images):
     with _Threshold([model, ref_model], threshold):
         binary = msc.SamAutomaticMaskGenerator(model, **kw).generate(image)
         rle = msc.SamAutomaticMaskGenerator(model, **kw, output_mode="uncompressed_rle").generate(image)
-        modes = [("uncompressed_rle", rle)]
-        try:
-            import pycocotools  # noqa: F401
-            coco = msc.SamAutomaticMaskGenerator(model, **kw, output_mode="coco_rle").generate(image)
-            modes.append(("coco_rle", coco))
-        except ImportError:
-            pass
+        coco = msc.SamAutomaticMaskGenerator(model, **kw, output_mode="coco_rle").generate(image)  # pycocotools
+        modes = [("uncompressed_rle", rle), ("coco_rle", coco)]
     assert len(binary) >= 10
     for mode, records in modes:
         assert len(records) == len(binary), mode
@@ -254,3 +249,38 @@ def test_importable_as_the_original_paths(msc):
     from mobile_sam_c.utils.amg import build_all_layer_point_grids, rle_to_mask  # noqa: F401
 
     assert msc.SamAutomaticMaskGenerator is SamAutomaticMaskGenerator
+
+
+def test_masks_failing_the_iou_filter_are_never_upscaled(msc, model, images, monkeypatch):
+    """Only masks with predicted IoU > pred_iou_thresh reach the C kernel that upscales them."""
+    import mobile_sam_c.automatic_mask_generator as amg_module
+
+    image = images.setdefault("dog.jpg", R.load_image("dog.jpg"))
+    seen = []
+    real_process = amg_module._C.amg_process_masks
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(msc._C, name)
+
+        @staticmethod
+        def amg_process_masks(low_res, *args, **kwargs):
+            seen.append(("upscaled", len(low_res)))
+            return real_process(low_res, *args, **kwargs)
+
+    gen = msc.SamAutomaticMaskGenerator(model, points_per_side=4, pred_iou_thresh=0.001)
+    real_predict = gen.predictor.predict_torch
+
+    def predict_spy(*args, **kwargs):
+        out = real_predict(*args, **kwargs)
+        assert out[0] is None, "the generator must not ask the predictor for full-size masks"
+        seen.append(("passing", int((np.asarray(out[1]) > np.float32(0.001)).sum()), int(np.asarray(out[1]).size)))
+        return out
+
+    monkeypatch.setattr(amg_module, "_C", Spy())
+    gen.predictor.predict_torch = predict_spy
+    gen.generate(image)
+    passing = [s for s in seen if s[0] == "passing"]
+    upscaled = [s[1] for s in seen if s[0] == "upscaled"]
+    assert passing and sum(p[1] for p in passing) < sum(p[2] for p in passing)  # the filter drops some
+    assert upscaled == [p[1] for p in passing if p[1] > 0]

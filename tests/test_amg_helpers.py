@@ -1,5 +1,6 @@
 """mobile_sam_c.utils.amg and the generator's C kernels (RLE, boxes, stability, NMS, small-region
-removal) against the original's helpers (mobile_sam.utils.amg, torchvision, OpenCV) on random inputs."""
+removal) against the original's helpers (mobile_sam.utils.amg, torchvision, OpenCV) on random inputs.
+Needs the test extras opencv-python-headless (the original's remove_small_regions) and pycocotools."""
 import warnings
 
 import numpy as np
@@ -98,7 +99,6 @@ def test_stability_score_equals_original(seed, offset):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("mode", ["holes", "islands"])
 def test_remove_small_regions_equals_opencv_original(seed, mode):
-    pytest.importorskip("cv2", reason="the original's remove_small_regions needs opencv-python-headless")
     rng = np.random.default_rng(seed)
     h, w = (int(v) for v in rng.integers(2, 90, 2))
     mask = random_masks(rng, 1, h, w)[0]
@@ -111,7 +111,6 @@ def test_remove_small_regions_equals_opencv_original(seed, mode):
 
 
 def test_remove_small_islands_keeps_first_largest_on_ties():
-    pytest.importorskip("cv2", reason="the original's remove_small_regions needs opencv-python-headless")
     mask = np.zeros((9, 12), dtype=bool)
     mask[1:3, 8:10] = True   # 4 px, first in raster order
     mask[5:7, 1:3] = True    # 4 px
@@ -156,7 +155,6 @@ def test_crop_edge_and_uncrop_helpers_equal_original():
 
 
 def test_coco_encode_rle_equals_original():
-    pytest.importorskip("pycocotools", reason="coco_rle output needs pycocotools")
     rng = np.random.default_rng(5)
     for rle in ref_amg.mask_to_rle_pytorch(torch.as_tensor(random_masks(rng, 3, 41, 57))):
         assert amg.coco_encode_rle(rle) == ref_amg.coco_encode_rle(rle)

@@ -42,10 +42,19 @@ static PyObject *counts_list(const msam_rle *r) {
     return list;
 }
 
-static int int_pair(PyObject *obj, const char *name, int *a, int *b) {
-    if (!PyArg_ParseTuple(obj, "ii", a, b)) {
+/* A sequence of n ints (a tuple, a list, an array) into out, or InputError naming it. */
+static int int_seq(PyObject *obj, const char *name, const char *expect, int n, int *out) {
+    PyObject *seq = PySequence_Check(obj) ? PySequence_Tuple(obj) : NULL;
+    int ok = seq && PyTuple_GET_SIZE(seq) == n;
+    for (int i = 0; ok && i < n; i++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
+        ok = !(v == -1 && PyErr_Occurred()) && v >= INT32_MIN && v <= INT32_MAX;
+        out[i] = (int)v;
+    }
+    Py_XDECREF(seq);
+    if (!ok) {
         PyErr_Clear();
-        PyErr_Format(msam_py_InputError, "%s must be a pair of ints, got %R", name, obj);
+        PyErr_Format(msam_py_InputError, "%s must be %s, got %R", name, expect, obj);
         return -1;
     }
     return 0;
@@ -62,13 +71,19 @@ static PyObject *py_process_masks(PyObject *self, PyObject *args, PyObject *kwar
         return NULL;
     msam_amg_crop c;
     memset(&c, 0, sizeof c);
-    if (int_pair(orig_obj, "orig_size", &c.orig_h, &c.orig_w) < 0 ||
-        int_pair(input_obj, "input_size", &c.input_h, &c.input_w) < 0)
+    int orig[2], input[2], crop[4];
+    if (int_seq(orig_obj, "orig_size", "2 ints (h, w)", 2, orig) < 0 ||
+        int_seq(input_obj, "input_size", "2 ints (h, w)", 2, input) < 0 ||
+        int_seq(crop_obj, "crop_box", "4 ints (x0, y0, x1, y1)", 4, crop) < 0)
         return NULL;
-    if (!PyArg_ParseTuple(crop_obj, "iiii", &c.crop_x0, &c.crop_y0, &c.crop_x1, &c.crop_y1)) {
-        PyErr_Clear();
-        return PyErr_Format(msam_py_InputError, "crop_box must be 4 ints (x0, y0, x1, y1), got %R", crop_obj);
-    }
+    c.orig_h = orig[0];
+    c.orig_w = orig[1];
+    c.input_h = input[0];
+    c.input_w = input[1];
+    c.crop_x0 = crop[0];
+    c.crop_y0 = crop[1];
+    c.crop_x1 = crop[2];
+    c.crop_y1 = crop[3];
     c.mask_threshold = (float)mask_threshold;
     c.stability_offset = (float)offset;
     c.stability_thresh = (float)thresh;
