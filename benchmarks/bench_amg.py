@@ -38,12 +38,16 @@ def fallback_image(name: str) -> Path:
 
 
 def run(gen_cls: Any, model: Any, image: Any, kw: Dict[str, Any]) -> Dict[str, Any]:
+    """One generate: seconds, masks and their areas; when it raises, the seconds until it did
+    (the original's crop merge raises IndexError when no crop gave a mask) and the error."""
     gen = gen_cls(model, **kw)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        records = gen.generate(image)
-    return {"s": time.perf_counter() - t0, "masks": len(records),
-            "areas": [r["area"] for r in records]}
+    try:
+        with torch.no_grad():
+            records = gen.generate(image)
+    except Exception as e:  # reported in the table, timed up to the failure
+        return {"s": time.perf_counter() - t0, "masks": None, "areas": None, "error": f"{type(e).__name__}: {e}"}
+    return {"s": time.perf_counter() - t0, "masks": len(records), "areas": [r["area"] for r in records]}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -74,11 +78,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         kw = dict(SETTINGS[name], points_per_side=args.points_per_side)
         a = run(msc.SamAutomaticMaskGenerator, ours, image, kw)
         b = run(RefGenerator, ref, image, kw)
-        same = a["areas"] == b["areas"]
-        rows.append({"setting": name, "kwargs": kw, "ours_s": a["s"], "original_s": b["s"],
-                     "masks_ours": a["masks"], "masks_original": b["masks"], "same_areas": same})
+        same = "yes" if a["areas"] == b["areas"] else "no"
+        if "error" in b or "error" in a:
+            same = "n/a: " + "; ".join(f"{who} raised {r['error'][:80]} after {r['s']:.1f} s"
+                                       for who, r in (("ours", a), ("original", b)) if "error" in r)
+        rows.append({"setting": name, "kwargs": kw, "ours": a, "original": b, "same_areas": same})
         print(f"| {name} | {a['s']:.2f} | {b['s']:.2f} | {b['s'] / a['s']:.1f}x | {a['masks']} / {b['masks']} "
-              f"| {'yes' if same else 'no'} |", flush=True)
+              f"| {same} |", flush=True)
     print(f"# load average {__import__('os').getloadavg()[0]:.2f} at the end")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "image": str(path), "rows": rows}, indent=1))
