@@ -20,6 +20,7 @@ else:
     from .build_sam import Sam, build_sam_vit_t, sam_model_registry
     from .checkpoint import CheckpointError
     from .predictor import SamPredictor
+    from .automatic_mask_generator import SamAutomaticMaskGenerator
     from .transforms import ResizeLongestSide
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "InputError",
     "ResizeLongestSide",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamPredictor",
     "__version__",
     "build_sam_vit_t",

@@ -30,6 +30,7 @@ int msam_py_add_image(PyObject *m);    /* image.c: resize_rgb8, _resize_bilinear
 int msam_py_add_kernels(PyObject *m);  /* kernels.c: _gemm, _gemm_ref (test hooks) */
 int msam_py_add_model(PyObject *m);    /* model.c: Model, weight_spec */
 int msam_py_add_predictor(PyObject *m);/* predictor.c: Predictor */
+int msam_py_add_amg(PyObject *m);      /* amg.c: amg_* (automatic mask generator kernels) */
 
 
 /* array.c: a new Array of op memory of the model's backend (ndim <= 4, NPY_FLOAT32 or NPY_BOOL),

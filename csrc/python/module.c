@@ -117,6 +117,7 @@ static int module_exec(PyObject *m) {
     if (msam_py_add_model(m) < 0 || msam_py_add_predictor(m) < 0 || msam_py_add_array(m) < 0 ||
         msam_py_add_image(m) < 0 || msam_py_add_kernels(m) < 0)
         return -1;
+    if (msam_py_add_amg(m) < 0) return -1;
     return add_constants(m);
 }
 
