@@ -24,31 +24,7 @@ BACKEND = sorted((ROOT / "csrc" / "cuda" / "backend").glob("*.cu"))
 SEEDS = (0, 1, 2, 3)
 
 
-def _find_nvcc():
-    found = shutil.which("nvcc")
-    home = os.environ.get("CUDA_HOME")
-    if not found and home and (Path(home) / "bin" / "nvcc").exists():
-        found = str(Path(home) / "bin" / "nvcc")
-    return found
-
-
-def _find_cublas_include(nvcc):
-    """cublas_v2.h's directory: the toolkit's, or the nvidia-cublas wheel's."""
-    roots = [Path(nvcc).resolve().parent.parent / "include"] if nvcc else []
-    if os.environ.get("CUDA_HOME"):
-        roots.append(Path(os.environ["CUDA_HOME"]) / "include")
-    try:
-        import nvidia  # the wheels' namespace package
-
-        for base in nvidia.__path__:
-            roots += [p.parent for p in Path(base).glob("*/include/cublas_v2.h")]
-    except ImportError:
-        pass
-    return next((r for r in roots if (r / "cublas_v2.h").exists()), None)
-
-
-NVCC = _find_nvcc()
-CUBLAS_INCLUDE = _find_cublas_include(NVCC)
+from cuda_toolkit import CUBLAS_INCLUDE, NVCC  # noqa: E402
 
 # Runs in the subprocess, against the emulation build; writes every result to OUT (npz + json).
 CHECKS = textwrap.dedent(r'''

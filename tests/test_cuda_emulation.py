@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import ctypes
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -852,34 +851,7 @@ def test_launchers_reject_bad_sizes(emu):
 
 # ---- the real compiler ---------------------------------------------------------------------
 
-def find_nvcc():
-    """nvcc on PATH, else under CUDA_HOME."""
-    found = shutil.which("nvcc")
-    home = os.environ.get("CUDA_HOME")
-    if not found and home and (Path(home) / "bin" / "nvcc").exists():
-        found = str(Path(home) / "bin" / "nvcc")
-    return found
-
-
-def find_cublas_include():
-    """The directory of cublas_v2.h: the toolkit's, or the nvidia-cublas wheel's."""
-    roots = []
-    if NVCC:
-        roots.append(Path(NVCC).resolve().parent.parent / "include")
-    if os.environ.get("CUDA_HOME"):
-        roots.append(Path(os.environ["CUDA_HOME"]) / "include")
-    try:
-        import nvidia  # the wheels' namespace package
-
-        for base in nvidia.__path__:
-            roots += [p.parent for p in Path(base).glob("*/include/cublas_v2.h")]
-    except ImportError:
-        pass
-    return next((r for r in roots if (r / "cublas_v2.h").exists()), None)
-
-
-NVCC = find_nvcc()
-CUBLAS_INCLUDE = find_cublas_include()
+from cuda_toolkit import CUBLAS_INCLUDE, NVCC  # noqa: E402
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CI has it): the .cu files were only emulated")
