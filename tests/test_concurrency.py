@@ -128,29 +128,24 @@ def test_set_image_embedding_checks_sizes_as_set_image_would(sam):
     assert p.is_image_set and p.original_size == (100, 200)
 
 
-def test_a_conversion_hook_that_sets_an_image_every_time_ends(sam):
-    """predict converts its prompts with the lock free and redoes them when the image changed; a
-    hook that sets a new image on every conversion gets a clear error instead of a loop forever."""
+def test_a_conversion_hook_that_sets_an_image_is_used_whole(sam):
+    """predict converts its prompts with the lock free, then scales them for the image set at that
+    moment and sizes the outputs for it under the lock: a conversion hook that sets an image (even
+    on every call) gets results for that image, never a mix and never a loop."""
     p = mobile_sam_c.SamPredictor(sam)
     emb = np.zeros((1, 256, 64, 64), np.float32)
     p.set_image_embedding(emb, (40, 50))
 
-    class Restless:
-        def __array__(self, dtype=None, copy=None):
-            p.set_image_embedding(emb, (40, 50))
-            return np.array([[1.0, 2.0]], np.float32)
-
-    with pytest.raises(RuntimeError, match="the image changed while the prompt arguments were being converted"):
-        p.predict(point_coords=Restless(), point_labels=np.array([1], np.int32))
-
-    class Once:
-        done = False
+    class SetsAnImage:
+        def __init__(self, size):
+            self.size = size
 
         def __array__(self, dtype=None, copy=None):
-            if not Once.done:
-                Once.done = True
-                p.set_image_embedding(emb, (80, 30))  # the image changes once: the new one is used
+            p.set_image_embedding(emb, self.size)
             return np.array([[1.0, 2.0]], np.float32)
 
-    masks, _, _ = p.predict(point_coords=Once(), point_labels=np.array([1], np.int32))
-    assert masks.shape == (3, 80, 30)
+    for size in [(80, 30), (40, 50), (100, 100)]:
+        masks, _, _ = p.predict(point_coords=SetsAnImage(size), point_labels=np.array([1], np.int32))
+        assert masks.shape == (3,) + size
+        ref_masks, _, _ = p.predict(point_coords=np.array([[1.0, 2.0]], np.float32), point_labels=np.array([1], np.int32))
+        np.testing.assert_array_equal(masks, ref_masks)

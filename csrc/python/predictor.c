@@ -20,7 +20,6 @@ typedef struct {
     uint8_t *resized;    /* 1024 x 1024 x 3 staging for set_image */
     /* image state, read and written with the lock held */
     int orig_h, orig_w, input_h, input_w;
-    unsigned long image_gen; /* bumped by every image change, so predict can see one under it */
     PyObject *features;  /* cached 1x256x64x64 embedding array, or NULL */
 } PredictorObject;
 
@@ -146,7 +145,6 @@ static int check_image_limits(Py_ssize_t h, Py_ssize_t w, const char *name) {
 /* Record a new image's sizes; call with the lock held. */
 static void image_set(PredictorObject *p, int oh, int ow, int ih, int iw) {
     p->orig_h = oh, p->orig_w = ow, p->input_h = ih, p->input_w = iw;
-    p->image_gen++;
     Py_CLEAR(p->features);
 }
 
@@ -382,44 +380,32 @@ static PyObject *hand_out(PyObject *arr, int as_numpy, msam_device device) {
 static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *labels, PyObject *boxes,
                              PyObject *mask, int multimask, int return_logits, int return_low_res, int single,
                              int return_masks, int as_numpy) {
-    /* The prompt arguments are converted (Python code may run) with the lock free; the image they
-     * were scaled for is then checked under the lock, and the work redone if it changed meanwhile
-     * (a few times: a conversion hook that sets an image every time would otherwise loop forever). */
-    for (int attempt = 0;; attempt++) {
-        if (attempt == 8)
-            return PyErr_Format(PyExc_RuntimeError, "the image changed while the prompt arguments were being "
-                                "converted, %d times (does a conversion hook set an image?)", attempt);
-        lock_take(p);
-        const int has = msam_session_has_image(p->sess);
-        const int oh = p->orig_h, ow = p->orig_w, ih = p->input_h, iw = p->input_w;
-        const unsigned long gen = p->image_gen;
-        lock_give(p);
-        if (!has) return not_set_error("before mask prediction");
-        prompt_args a;
-        if (prompt_args_parse(&a, coords, labels, boxes, mask, single, oh, ow) < 0) {
-            prompt_args_clear(&a);
-            return NULL;
-        }
+    /* The prompt arguments are converted (Python code may run) with the lock free; then, under the
+     * lock, they are scaled for the image set now and the outputs sized for it (no Python code
+     * runs there), so a predict racing set_image uses one image throughout, the newer one. */
+    prompt_args a;
+    if (prompt_args_parse(&a, coords, labels, boxes, mask, single) < 0) {
+        prompt_args_clear(&a);
+        return NULL;
+    }
+    PyObject *masks = NULL, *iou = NULL, *low = NULL;
+    msam_error err = {{0}};
+    msam_status st = MSAM_OK;
+    lock_take(p);
+    const int oh = p->orig_h, ow = p->orig_w, ih = p->input_h, iw = p->input_w;
+    if (!msam_session_has_image(p->sess)) {
+        not_set_error("before mask prediction");
+    } else if (prompt_args_scale(&a, oh, ow) == 0) {
         const int B = a.p.batch, C = msam_num_masks(multimask);
         npy_intp mdims[4] = {B, C, oh, ow}, idims[2] = {B, C}, ldims[4] = {B, C, MSAM_LOW_RES, MSAM_LOW_RES};
         const int off = single ? 1 : 0; /* predict() drops the batch axis */
-        PyObject *masks = new_output(p, return_masks, 4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL);
-        PyObject *iou = masks ? new_output(p, 1, 2 - off, idims + off, NPY_FLOAT32) : NULL;
-        PyObject *low = iou ? new_output(p, return_low_res, 4 - off, ldims + off, NPY_FLOAT32) : NULL;
-        if (!masks || !iou || !low) {
-            Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
-            prompt_args_clear(&a);
-            return NULL;
-        }
-        msam_outputs o = {multimask, return_logits, oh, ow, ih, iw,
-                          return_masks ? msam_py_array_data(masks) : NULL, msam_py_array_data(iou),
-                          return_low_res ? msam_py_array_data(low) : NULL};
-        msam_error err = {{0}};
-        msam_status st = MSAM_OK;
-        int stale;
-        lock_take(p);
-        stale = p->image_gen != gen;
-        if (!stale) {
+        masks = new_output(p, return_masks, 4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL);
+        iou = masks ? new_output(p, 1, 2 - off, idims + off, NPY_FLOAT32) : NULL;
+        low = iou ? new_output(p, return_low_res, 4 - off, ldims + off, NPY_FLOAT32) : NULL;
+        if (low) {
+            msam_outputs o = {multimask, return_logits, oh, ow, ih, iw,
+                              return_masks ? msam_py_array_data(masks) : NULL, msam_py_array_data(iou),
+                              return_low_res ? msam_py_array_data(low) : NULL};
             probe_lookup();
             Py_BEGIN_ALLOW_THREADS
             if (probe_begin) probe_begin();
@@ -427,21 +413,20 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
             if (probe_end) probe_end();
             Py_END_ALLOW_THREADS
         }
-        lock_give(p);
-        prompt_args_clear(&a);
-        if (st || stale) {
-            Py_DECREF(masks), Py_DECREF(iou), Py_DECREF(low);
-            if (st) return msam_py_raise(st, &err);
-            continue; /* another thread set an image in between: use the new one */
-        }
-        const msam_device dev = p->model->device;
-        if (!(masks = hand_out(masks, as_numpy, dev)) || !(iou = hand_out(iou, as_numpy, dev)) ||
-            !(low = hand_out(low, as_numpy, dev))) {
-            Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
-            return NULL;
-        }
-        return Py_BuildValue("(NNN)", masks, iou, low);
     }
+    lock_give(p);
+    prompt_args_clear(&a);
+    if (!low || st) {
+        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+        return st ? msam_py_raise(st, &err) : NULL;
+    }
+    const msam_device dev = p->model->device;
+    if (!(masks = hand_out(masks, as_numpy, dev)) || !(iou = hand_out(iou, as_numpy, dev)) ||
+        !(low = hand_out(low, as_numpy, dev))) {
+        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", masks, iou, low);
 }
 
 static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -476,7 +461,7 @@ static PyObject *Predictor_encode_prompts(PyObject *self, PyObject *args, PyObje
                                      &boxes, &mask) || !ready(p))
         return NULL;
     prompt_args a;
-    if (prompt_args_parse(&a, coords, labels, boxes, mask, 0, 1, 1) < 0) {
+    if (prompt_args_parse(&a, coords, labels, boxes, mask, 0) < 0) {
         prompt_args_clear(&a);
         return NULL;
     }

@@ -16,6 +16,8 @@ void prompt_args_clear(prompt_args *a) {
     Py_CLEAR(a->labels);
     Py_CLEAR(a->boxes);
     Py_CLEAR(a->mask);
+    Py_CLEAR(a->coords64);
+    Py_CLEAR(a->boxes64);
 }
 
 static int is_real_numeric(PyArrayObject *arr) {
@@ -133,8 +135,9 @@ static int parse_labels(prompt_args *a, PyObject *labels, npy_intp batch, npy_in
 }
 
 int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObject *boxes,
-                      PyObject *mask, int single, int orig_h, int orig_w) {
+                      PyObject *mask, int single) {
     memset(a, 0, sizeof *a);
+    a->single = single;
     if (coords == Py_None) coords = NULL;
     if (labels == Py_None) labels = NULL;
     if (boxes == Py_None) boxes = NULL;
@@ -146,13 +149,6 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
     if (labels && !coords) {
         PyErr_SetString(msam_py_InputError, "point_coords must be supplied if point_labels is supplied.");
         return -1;
-    }
-    double sx = 1.0, sy = 1.0;
-    if (single) {
-        int nh, nw;
-        msam_py_preprocess_shape(orig_h, orig_w, &nh, &nw);
-        sx = (double)nw / (double)orig_w;
-        sy = (double)nh / (double)orig_h;
     }
     npy_intp batch = -1;
     const char *batch_from = NULL;
@@ -182,13 +178,17 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(c);
             return -1;
         }
-        a->coords = scaled_f32(c, sx, sy, "point_coords");
-        Py_DECREF(c);
-        if (!a->coords) return -1;
+        if (single) {
+            a->coords64 = c; /* scaled by prompt_args_scale */
+        } else {
+            a->coords = scaled_f32(c, 1.0, 1.0, "point_coords");
+            Py_DECREF(c);
+            if (!a->coords) return -1;
+            a->p.coords = PyArray_DATA(a->coords);
+        }
         if (parse_labels(a, labels, b, n, single) < 0) return -1;
         batch = b, batch_from = "point_coords";
         a->p.n_points = (int)n;
-        a->p.coords = PyArray_DATA(a->coords);
         a->p.labels = PyArray_DATA(a->labels);
     }
     if (boxes) {
@@ -215,11 +215,15 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
             Py_DECREF(bx);
             return -1;
         }
-        a->boxes = scaled_f32(bx, sx, sy, name);
-        Py_DECREF(bx);
-        if (!a->boxes) return -1;
+        if (single) {
+            a->boxes64 = bx; /* scaled by prompt_args_scale */
+        } else {
+            a->boxes = scaled_f32(bx, 1.0, 1.0, name);
+            Py_DECREF(bx);
+            if (!a->boxes) return -1;
+            a->p.boxes = PyArray_DATA(a->boxes);
+        }
         if (batch < 0) batch = b, batch_from = "boxes";
-        a->p.boxes = PyArray_DATA(a->boxes);
     }
     if (mask) {
         PyArrayObject *m = to_array(mask, NPY_FLOAT32, "mask_input",
@@ -251,5 +255,23 @@ int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObje
         return -1;
     }
     a->p.batch = (int)batch;
+    return 0;
+}
+
+int prompt_args_scale(prompt_args *a, int orig_h, int orig_w) {
+    if (!a->single) return 0; /* predict_torch's prompts are in the input frame already */
+    int nh, nw;
+    msam_py_preprocess_shape(orig_h, orig_w, &nh, &nw);
+    const double sx = (double)nw / (double)orig_w, sy = (double)nh / (double)orig_h;
+    if (a->coords64) {
+        Py_CLEAR(a->coords);
+        if (!(a->coords = scaled_f32(a->coords64, sx, sy, "point_coords"))) return -1;
+        a->p.coords = PyArray_DATA(a->coords);
+    }
+    if (a->boxes64) {
+        Py_CLEAR(a->boxes);
+        if (!(a->boxes = scaled_f32(a->boxes64, sx, sy, "box"))) return -1;
+        a->p.boxes = PyArray_DATA(a->boxes);
+    }
     return 0;
 }

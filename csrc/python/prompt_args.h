@@ -12,14 +12,19 @@
 typedef struct {
     msam_prompts p;
     PyArrayObject *coords, *labels, *boxes, *mask; /* owned float32/int32 C-contiguous */
+    PyArrayObject *coords64, *boxes64; /* single: the converted coordinates, before scaling */
+    int single;
 } prompt_args;
 
-/* single != 0: predict() shapes (Nx2, N, 4 or 1x4, 1x256x256) in original-image pixels, scaled
- * into the input frame like ResizeLongestSide.apply_coords (orig -> preprocess shape).
+/* single != 0: predict() shapes (Nx2, N, 4 or 1x4, 1x256x256) in original-image pixels, to be
+ * scaled into the input frame by prompt_args_scale like ResizeLongestSide.apply_coords.
  * single == 0: predict_torch() shapes (BxNx2, BxN, Bx4, Bx1x256x256), already transformed.
- * Returns 0, or -1 with an InputError set. Always call prompt_args_clear afterwards. */
+ * Conversion may run user code (__array__ and the like); scaling runs none, so a caller can scale
+ * for the image it holds under a lock. Each returns 0, or -1 with an InputError set. Always call
+ * prompt_args_clear afterwards. */
 int prompt_args_parse(prompt_args *a, PyObject *coords, PyObject *labels, PyObject *boxes,
-                      PyObject *mask, int single, int orig_h, int orig_w);
+                      PyObject *mask, int single);
+int prompt_args_scale(prompt_args *a, int orig_h, int orig_w);
 void prompt_args_clear(prompt_args *a);
 
 /* (newh, neww) = ResizeLongestSide.get_preprocess_shape(h, w, 1024) */
