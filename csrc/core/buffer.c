@@ -42,14 +42,3 @@ msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, si
     if (bytes) b->model->ops->copy_out(NULL, host, (const char *)b->data + offset, bytes);
     return MSAM_OK;
 }
-
-msam_status msam_buffer_copy(msam_buffer *dst, size_t dst_offset, const msam_buffer *src, size_t src_offset,
-                             size_t bytes, msam_error *err) {
-    if (!dst || !src) return msam_fail(err, MSAM_ERR_ARG, "buffers must not be NULL");
-    if (dst->model->ops != src->model->ops) return msam_fail(err, MSAM_ERR_ARG, "buffers live on different backends");
-    if (dst_offset > dst->bytes || bytes > dst->bytes - dst_offset || src_offset > src->bytes ||
-        bytes > src->bytes - src_offset)
-        return msam_fail(err, MSAM_ERR_ARG, "copying %zu bytes overruns a buffer", bytes);
-    if (bytes) dst->model->ops->copy(NULL, (char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
-    return MSAM_OK;
-}

@@ -28,8 +28,6 @@ static void install(void) { (void)pthread_atfork(NULL, NULL, on_fork_child); }
 
 void msam_fork_guard_install(void) { (void)pthread_once(&g_install_once, install); }
 
-int msam_forked_after_pool(void) { return atomic_load(&g_single); }
-
 int msam_fork_limit_threads(int n) {
     if (atomic_load(&g_single)) return 1;
     if (n > 1 && !atomic_load_explicit(&g_pool_started, memory_order_relaxed))

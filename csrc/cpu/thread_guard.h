@@ -11,9 +11,6 @@ void msam_fork_guard_install(void);
  * thread would wait for them forever), else n. Records that a pool was started when n > 1. */
 int msam_fork_limit_threads(int n);
 
-/* 1 in a process forked after the parent's pool was started (kernels then run single-threaded). */
-int msam_forked_after_pool(void);
-
 /* 0 if n - 1 threads with libgomp's stack size can be started and joined now, else the errno of
  * the failure. Lets set_num_threads raise where libgomp would print and exit(1). */
 int msam_try_start_threads(int n);

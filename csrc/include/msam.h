@@ -86,9 +86,6 @@ msam_device msam_buffer_device(const msam_buffer *b);
 /* Copy bytes from offset of b into host memory, waiting for the copy (a device->host transfer
  * on a GPU backend). */
 msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, size_t bytes, msam_error *err);
-/* Copy bytes between two buffers of the same backend (offsets in bytes). */
-msam_status msam_buffer_copy(msam_buffer *dst, size_t dst_offset, const msam_buffer *src, size_t src_offset,
-                             size_t bytes, msam_error *err);
 
 /* ---- session (one predictor: arena, image embedding, sizes) ------------------ */
 typedef struct msam_session msam_session;
