@@ -220,21 +220,27 @@ class SamAutomaticMaskGenerator:
                        crop_box: List[int], orig_size: Tuple[int, int]) -> _Masks:
         coords = self.predictor.transform.apply_coords(points, crop_size).astype(np.float32)
         labels = np.ones((len(points), 1), dtype=np.int32)
-        _, iou, low_res = self.predictor.predict_torch(coords[:, None, :], labels, multimask_output=True,
-                                                       return_logits=True, as_numpy=True,
-                                                       return_low_res=True, return_masks=False)
-        n_out = iou.shape[1]
-        iou = np.asarray(iou, dtype=np.float32).reshape(-1)
-        low_res = np.asarray(low_res, dtype=np.float32).reshape(-1, 256, 256)
-        point_of = np.repeat(points, n_out, axis=0)
-        # The IoU filter first: masks that fail it are never upscaled.
-        cand = np.flatnonzero(iou > np.float32(self.pred_iou_thresh)) if self.pred_iou_thresh > 0.0 \
-            else np.arange(len(iou))
+        point_of = np.repeat(points, 3, axis=0)
         out = _Masks()
+        if self.pred_iou_thresh > 0.0:
+            # The IoU filter first, in the decoder: masks that fail it are never upscaled. low holds
+            # the masks that pass, in order; flags say which (a non-host backend keeps them all).
+            iou, low_res, flags = self.predictor._predict_filtered(coords[:, None, :], labels,
+                                                                  self.pred_iou_thresh)
+            iou, flags = np.asarray(iou, dtype=np.float32).reshape(-1), np.asarray(flags).reshape(-1)
+            made = np.flatnonzero(flags)
+            passing = iou[made] > np.float32(self.pred_iou_thresh)
+            cand, low_res = made[passing], np.asarray(low_res, dtype=np.float32)[passing]
+        else:
+            _, iou, low_res = self.predictor.predict_torch(coords[:, None, :], labels, multimask_output=True,
+                                                           return_logits=True, as_numpy=True,
+                                                           return_low_res=True, return_masks=False)
+            iou = np.asarray(iou, dtype=np.float32).reshape(-1)
+            cand, low_res = np.arange(len(iou)), np.asarray(low_res, dtype=np.float32).reshape(-1, 256, 256)
         if len(cand) == 0:
             return out
         index, stability, boxes, rles = _C.amg_process_masks(
-            low_res[cand], orig_size, tuple(crop_box), input_size, self.stability_score_offset,
+            low_res, orig_size, tuple(crop_box), input_size, self.stability_score_offset,
             self.stability_score_thresh,
             float(self.predictor.model.mask_threshold))
         kept = cand[index]

@@ -252,7 +252,8 @@ def test_importable_as_the_original_paths(msc):
 
 
 def test_masks_failing_the_iou_filter_are_never_upscaled(msc, model, images, monkeypatch):
-    """Only masks with predicted IoU > pred_iou_thresh reach the C kernel that upscales them."""
+    """Only masks with predicted IoU > pred_iou_thresh are made by the decoder (low-res logits) and
+    reach the C kernel that upscales them; the ones it makes are bit for bit predict_torch's."""
     import mobile_sam_c.automatic_mask_generator as amg_module
 
     image = images.setdefault("dog.jpg", R.load_image("dog.jpg"))
@@ -268,19 +269,28 @@ def test_masks_failing_the_iou_filter_are_never_upscaled(msc, model, images, mon
             seen.append(("upscaled", len(low_res)))
             return real_process(low_res, *args, **kwargs)
 
-    gen = msc.SamAutomaticMaskGenerator(model, points_per_side=4, pred_iou_thresh=0.001)
-    real_predict = gen.predictor.predict_torch
+    thresh = 0.001
+    gen = msc.SamAutomaticMaskGenerator(model, points_per_side=4, pred_iou_thresh=thresh)
+    real_filtered = gen.predictor._predict_filtered
 
-    def predict_spy(*args, **kwargs):
-        out = real_predict(*args, **kwargs)
-        assert out[0] is None, "the generator must not ask the predictor for full-size masks"
-        seen.append(("passing", int((np.asarray(out[1]) > np.float32(0.001)).sum()), int(np.asarray(out[1]).size)))
-        return out
+    def filtered_spy(coords, labels, min_iou, *args, **kwargs):
+        assert min_iou == thresh
+        iou, low, flags = real_filtered(coords, labels, min_iou, *args, **kwargs)
+        iou = np.asarray(iou)
+        passing = iou > np.float32(thresh)
+        assert np.array_equal(np.asarray(flags), passing)  # made exactly the passing masks
+        assert len(low) == int(passing.sum())
+        _, iou_all, low_all = gen.predictor.predict_torch(coords, labels, multimask_output=True, return_logits=True,
+                                                          as_numpy=True, return_masks=False)
+        assert np.array_equal(iou, iou_all)
+        assert np.array_equal(np.asarray(low), np.asarray(low_all)[passing])
+        seen.append(("passing", int(passing.sum()), int(iou.size)))
+        return iou, low, flags
 
     monkeypatch.setattr(amg_module, "_C", Spy())
-    gen.predictor.predict_torch = predict_spy
+    gen.predictor._predict_filtered = filtered_spy
     gen.generate(image)
     passing = [s for s in seen if s[0] == "passing"]
     upscaled = [s[1] for s in seen if s[0] == "upscaled"]
-    assert passing and sum(p[1] for p in passing) < sum(p[2] for p in passing)  # the filter drops some
+    assert passing and 0 < sum(p[1] for p in passing) < sum(p[2] for p in passing)  # the filter drops some
     assert upscaled == [p[1] for p in passing if p[1] > 0]

@@ -325,8 +325,9 @@ static void token_to_image(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w
     ops->layernorm(ctx, Q, Q, T, MSAM_EMB, norm->g, norm->b, 1e-5f);
 }
 
-void msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side,
-                     const float *sparse_host, int Ts, int multimask, float *low, float *iou) {
+int msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side,
+                    const float *sparse_host, int Ts, int multimask, const float *min_iou, uint8_t *kept, float *low,
+                    float *iou) {
     const msam_ops *ops = m->ops;
     const msam_decoder_w *dw = &m->decoder;
     const int T = 1 + MSAM_MASK_TOKENS + Ts;
@@ -406,14 +407,30 @@ void msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, co
     token_to_image(ops, ctx, &dw->final_attn, &dw->norm_final, Q, PE, 1 + MSAM_MASK_TOKENS, NULL, NULL, 0, ws->keys,
                    ws->tmp, tmp, tb[TB_A], tb[TB_ATT], ws);
 
-    /* hypernetwork MLPs on the selected mask tokens -> 32 each */
+    /* IoU head on the IoU token (first: an IoU filter decides which masks to make) */
     const int first = multimask ? 1 : 0, n = msam_num_masks(multimask);
     float *h1 = tb[TB_A], *h2 = tb[TB_B], *hyper = tb[TB_C];
-    for (int i = first; i < first + n; i++) {
-        const float *tok = Q + (size_t)(1 + i) * MSAM_EMB;
-        ops->linear(ctx, h1, MSAM_EMB, tok, MSAM_EMB, 1, dw->hyper[i][0], MSAM_ACT_RELU, NULL, 0);
-        ops->linear(ctx, h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->hyper[i][1], MSAM_ACT_RELU, NULL, 0);
-        ops->linear(ctx, hyper + (size_t)i * 32, 32, h2, MSAM_EMB, 1, dw->hyper[i][2], MSAM_ACT_NONE, NULL, 0);
+    ops->linear(ctx, h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);
+    ops->linear(ctx, h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->iou[1], MSAM_ACT_RELU, NULL, 0);
+    ops->linear(ctx, tmp, MSAM_MASK_TOKENS, h2, MSAM_EMB, 1, dw->iou[2], MSAM_ACT_NONE, NULL, 0);
+    /* the selected masks' scores, straight into the caller's op memory */
+    ops->copy(ctx, iou, tmp + first, sizeof(float) * n);
+
+    /* which masks to make: all, or (min_iou, host memory only) those whose IoU is above it */
+    int made = 0, which[MSAM_MASK_TOKENS];
+    for (int i = 0; i < n; i++) {
+        const int keep = !min_iou || tmp[first + i] > *min_iou;
+        if (kept) kept[i] = (uint8_t)keep;
+        if (keep) which[made++] = first + i;
+    }
+    if (!made) return 0;
+
+    /* hypernetwork MLPs on the masks' tokens -> 32 each, packed */
+    for (int j = 0; j < made; j++) {
+        const float *tok = Q + (size_t)(1 + which[j]) * MSAM_EMB;
+        ops->linear(ctx, h1, MSAM_EMB, tok, MSAM_EMB, 1, dw->hyper[which[j]][0], MSAM_ACT_RELU, NULL, 0);
+        ops->linear(ctx, h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->hyper[which[j]][1], MSAM_ACT_RELU, NULL, 0);
+        ops->linear(ctx, hyper + (size_t)j * 32, 32, h2, MSAM_EMB, 1, dw->hyper[which[j]][2], MSAM_ACT_NONE, NULL, 0);
     }
     /* upscale (convT 2x2 s2 256->64, LayerNorm2d, GELU, convT 2x2 s2 64->32, GELU) and the masks
      * the hypernetwork vectors make of it, in one op; on the folded path the first product comes
@@ -426,12 +443,6 @@ void msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, co
         pp = &parts;
     }
     ops->upscale_masks(ctx, low, ws->keys, pp, MSAM_GRID, dw->up1, dw->up_norm.g, dw->up_norm.b, 1e-6f, dw->up2,
-                       hyper + (size_t)first * 32, n, ws->up_scratch, ws->up_scratch_bytes);
-
-    /* IoU head on the IoU token */
-    ops->linear(ctx, h1, MSAM_EMB, Q, MSAM_EMB, 1, dw->iou[0], MSAM_ACT_RELU, NULL, 0);
-    ops->linear(ctx, h2, MSAM_EMB, h1, MSAM_EMB, 1, dw->iou[1], MSAM_ACT_RELU, NULL, 0);
-    ops->linear(ctx, tmp, MSAM_MASK_TOKENS, h2, MSAM_EMB, 1, dw->iou[2], MSAM_ACT_NONE, NULL, 0);
-    /* the selected masks' scores, straight into the caller's op memory */
-    ops->copy(ctx, iou, tmp + first, sizeof(float) * n);
+                       hyper, made, ws->up_scratch, ws->up_scratch_bytes);
+    return made;
 }

@@ -248,6 +248,12 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
     const int n = msam_num_masks(o->multimask);
     const size_t low_plane = (size_t)MSAM_LOWRES * MSAM_LOWRES;
     const size_t elem = o->return_logits ? sizeof(float) : 1;
+    if (o->kept && o->masks)
+        return msam_fail(err, MSAM_ERR_ARG, "the IoU filter (kept) makes low-res logits only: masks must be NULL");
+    if (o->kept && !o->low_res) return msam_fail(err, MSAM_ERR_ARG, "the IoU filter (kept) needs low_res");
+    /* the filter reads each IoU back on the host: only where op memory is host memory */
+    const float *min_iou = o->kept && s->model->ops->host_memory ? &o->min_iou : NULL;
+    size_t made = 0; /* low-res planes written so far */
     int masked_for = -1; /* which mask input s->masked holds within this call */
     for (int b = 0; b < p->batch; b++) {
         const msam_image_side *side = &s->nomask;
@@ -258,8 +264,10 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
             side = &s->masked;
         }
         msam_prompt_sparse(&s->model->prompt, p, b, s->sparse_host);
-        float *low = o->low_res ? o->low_res + (size_t)b * n * low_plane : s->dws.low;
-        msam_decode_one(s->model, s->ctx, &s->dws, side, s->sparse_host, Ts, o->multimask, low, o->iou + (size_t)b * n);
+        float *low = o->low_res ? o->low_res + (o->kept ? made : (size_t)b * n) * low_plane : s->dws.low;
+        uint8_t *kept = o->kept ? o->kept + (size_t)b * n : NULL;
+        made += (size_t)msam_decode_one(s->model, s->ctx, &s->dws, side, s->sparse_host, Ts, o->multimask, min_iou,
+                                        kept, low, o->iou + (size_t)b * n);
         if (o->masks)
             for (int i = 0; i < n; i++)
                 postprocess(s, low + (size_t)i * low_plane, o, (char *)o->masks + ((size_t)b * n + i) * plane * elem);

@@ -142,6 +142,12 @@ typedef struct {
     void *masks;              /* B x C x orig_h x orig_w, float or uint8; NULL: no post-processing */
     float *iou;               /* B x C */
     float *low_res;           /* B x C x 256 x 256, or NULL to skip */
+    /* Optional IoU filter (segment everything): with kept (B x C flags, host memory) set, only the
+     * masks whose IoU is above min_iou are made (the others are never upscaled); their low-res
+     * logits are packed into low_res in order, kept says which, and masks must be NULL. A backend
+     * whose op memory is not host memory makes every mask (kept all 1): filter the IoU yourself. */
+    uint8_t *kept;
+    float min_iou;
 } msam_outputs;
 
 int msam_num_masks(int multimask);

@@ -7,6 +7,7 @@
 #include "py_model.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <pythread.h>
 #include <string.h>
 
@@ -379,7 +380,7 @@ static PyObject *hand_out(PyObject *arr, int as_numpy, msam_device device) {
 
 static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *labels, PyObject *boxes,
                              PyObject *mask, int multimask, int return_logits, int return_low_res, int single,
-                             int return_masks, int as_numpy) {
+                             int return_masks, int as_numpy, const float *min_iou) {
     /* The prompt arguments are converted (Python code may run) with the lock free; then, under the
      * lock, they are scaled for the image set now and the outputs sized for it (no Python code
      * runs there), so a predict racing set_image uses one image throughout, the newer one. */
@@ -388,7 +389,7 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
         prompt_args_clear(&a);
         return NULL;
     }
-    PyObject *masks = NULL, *iou = NULL, *low = NULL;
+    PyObject *masks = NULL, *iou = NULL, *low = NULL, *kept = NULL;
     msam_error err = {{0}};
     msam_status st = MSAM_OK;
     lock_take(p);
@@ -401,11 +402,15 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
         const int off = single ? 1 : 0; /* predict() drops the batch axis */
         masks = new_output(p, return_masks, 4 - off, mdims + off, return_logits ? NPY_FLOAT32 : NPY_BOOL);
         iou = masks ? new_output(p, 1, 2 - off, idims + off, NPY_FLOAT32) : NULL;
-        low = iou ? new_output(p, return_low_res, 4 - off, ldims + off, NPY_FLOAT32) : NULL;
+        npy_intp packed_dims[3] = {(npy_intp)B * C, MSAM_LOW_RES, MSAM_LOW_RES}; /* the filter's, K <= B*C */
+        low = !iou ? NULL : min_iou ? new_output(p, 1, 3, packed_dims, NPY_FLOAT32)
+                                    : new_output(p, return_low_res, 4 - off, ldims + off, NPY_FLOAT32);
+        if (low && min_iou && !(kept = PyArray_ZEROS(2 - off, idims + off, NPY_BOOL, 0))) Py_CLEAR(low);
         if (low) {
             msam_outputs o = {multimask, return_logits, oh, ow, ih, iw,
                               return_masks ? msam_py_array_data(masks) : NULL, msam_py_array_data(iou),
-                              return_low_res ? msam_py_array_data(low) : NULL};
+                              return_low_res ? msam_py_array_data(low) : NULL,
+                              kept ? PyArray_DATA((PyArrayObject *)kept) : NULL, min_iou ? *min_iou : 0.0f};
             probe_lookup();
             Py_BEGIN_ALLOW_THREADS
             if (probe_begin) probe_begin();
@@ -417,16 +422,28 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
     lock_give(p);
     prompt_args_clear(&a);
     if (!low || st) {
-        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low), Py_XDECREF(kept);
         return st ? msam_py_raise(st, &err) : NULL;
     }
     const msam_device dev = p->model->device;
     if (!(masks = hand_out(masks, as_numpy, dev)) || !(iou = hand_out(iou, as_numpy, dev)) ||
         !(low = hand_out(low, as_numpy, dev))) {
-        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low);
+        Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low), Py_XDECREF(kept);
         return NULL;
     }
-    return Py_BuildValue("(NNN)", masks, iou, low);
+    if (!kept) return Py_BuildValue("(NNN)", masks, iou, low);
+    /* the filtered masks are packed at the front of low: hand out only those */
+    Py_ssize_t made = 0;
+    const npy_bool *k = PyArray_DATA((PyArrayObject *)kept);
+    for (npy_intp i = 0; i < PyArray_SIZE((PyArrayObject *)kept); i++) made += k[i] != 0;
+    PyObject *packed = PySequence_GetSlice(low, 0, made);
+    Py_DECREF(low);
+    if (!packed) {
+        Py_XDECREF(masks), Py_DECREF(iou), Py_DECREF(kept);
+        return NULL;
+    }
+    Py_DECREF(masks); /* None: the filter makes no masks */
+    return Py_BuildValue("(NNN)", iou, packed, kept);
 }
 
 static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -438,7 +455,7 @@ static PyObject *Predictor_predict(PyObject *self, PyObject *args, PyObject *kwa
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOOpppp:predict", kwlist, &coords, &labels, &box,
                                      &mask, &multimask, &logits, &as_numpy, &low_res) || !ready(p))
         return NULL;
-    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1, 1, as_numpy);
+    return run_predict(p, coords, labels, box, mask, multimask, logits, low_res, 1, 1, as_numpy, NULL);
 }
 
 static PyObject *Predictor_predict_torch(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -450,7 +467,23 @@ static PyObject *Predictor_predict_torch(PyObject *self, PyObject *args, PyObjec
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOpppp$p:predict_torch", kwlist, &coords, &labels,
                                      &boxes, &mask, &multimask, &logits, &as_numpy, &low_res, &masks) || !ready(p))
         return NULL;
-    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0, masks, as_numpy);
+    return run_predict(p, coords, labels, boxes, mask, multimask, logits, low_res, 0, masks, as_numpy, NULL);
+}
+
+static PyObject *Predictor_predict_filtered(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"point_coords", "point_labels", "min_iou", "multimask_output", NULL};
+    PyObject *coords, *labels;
+    float min_iou;
+    int multimask = 1;
+    PredictorObject *p = (PredictorObject *)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOf|p:_predict_filtered", kwlist, &coords, &labels, &min_iou,
+                                     &multimask) || !ready(p))
+        return NULL;
+    if (!isfinite(min_iou)) {
+        PyErr_SetString(msam_py_InputError, "min_iou must be a finite number");
+        return NULL;
+    }
+    return run_predict(p, coords, labels, Py_None, Py_None, multimask, 1, 1, 0, 0, 1, &min_iou);
 }
 
 static PyObject *Predictor_encode_prompts(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -612,6 +645,10 @@ static PyMethodDef Predictor_methods[] = {
      "predict_torch(point_coords, point_labels, boxes=None, mask_input=None, multimask_output=True, "
      "return_logits=False, as_numpy=False, return_low_res=True, *, return_masks=True): batched prompts in the\n"
      "1024 frame; return_masks=False skips the post-processing (masks None: IoU and low-res logits only)."},
+    {"_predict_filtered", (PyCFunction)(void (*)(void))Predictor_predict_filtered, METH_VARARGS | METH_KEYWORDS,
+     "_predict_filtered(point_coords, point_labels, min_iou, multimask_output=True) -> (iou BxC, low Kx256x256,\n"
+     "kept BxC bool): segment everything's decode: only the K masks whose IoU is above min_iou (float32) are\n"
+     "upscaled, packed in order in low; kept says which (on a non-host backend every mask is kept)."},
     {"transfer_counts", Predictor_transfer_counts, METH_NOARGS,
      "transfer_counts() -> {'h2d', 'd2h', 'syncs', 'allocs'}: the core's cumulative counts of copies into and out\n"
      "of op memory, host synchronisations and op-memory allocations for this predictor (diff two calls)."},
