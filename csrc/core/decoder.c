@@ -325,9 +325,12 @@ static void token_to_image(const msam_ops *ops, msam_ctx *ctx, const msam_attn_w
     ops->layernorm(ctx, Q, Q, T, MSAM_EMB, norm->g, norm->b, 1e-5f);
 }
 
-int msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side,
-                    const float *sparse_host, int Ts, int multimask, const float *min_iou, uint8_t *kept, float *low,
-                    float *iou) {
+float *msam_decoder_sparse_slot(msam_decoder_ws *ws) {
+    return ws->tok + (size_t)TB_PE * ws->max_tokens * MSAM_EMB + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB;
+}
+
+int msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side, int Ts,
+                    int multimask, const float *min_iou, uint8_t *kept, float *low, float *iou) {
     const msam_ops *ops = m->ops;
     const msam_decoder_w *dw = &m->decoder;
     const int T = 1 + MSAM_MASK_TOKENS + Ts;
@@ -337,9 +340,9 @@ int msam_decode_one(const msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, con
     float *hidden = ws->tok + (size_t)TB_COUNT * mt * MSAM_EMB; /* T x 2048 */
     float *PE = tb[TB_PE], *Q = tb[TB_Q], *tmp = tb[TB_T];
 
-    /* tokens = [iou token, mask tokens, sparse prompts]; they are also the query PE. */
+    /* tokens = [iou token, mask tokens, sparse prompts (already in their slot)]; they are also
+     * the query PE. */
     ops->copy(ctx, PE, dw->tokens, sizeof(float) * (1 + MSAM_MASK_TOKENS) * MSAM_EMB);
-    if (Ts > 0) ops->copy_in(ctx, PE + (size_t)(1 + MSAM_MASK_TOKENS) * MSAM_EMB, sparse_host, sizeof(float) * Ts * MSAM_EMB);
     ops->copy(ctx, Q, PE, sizeof(float) * T * MSAM_EMB);
 
     const int fold = T <= MSAM_FOLD_MAX_TOKENS;

@@ -9,14 +9,17 @@
 size_t msam_decoder_tok_floats(int max_tokens);
 /* Fill side's keys0pe, proj0 and u0 from its keys0 (layer 0's prompt-independent image side). */
 void msam_decoder_image_side(const struct msam_model *m, msam_ctx *ctx, const msam_image_side *side);
-/* Decode one prompt set against an image side: sparse_host Ts x 256 host floats (copied in).
- * Writes the selected masks' IoU to iou (op memory, n floats) and their low-res logits to low (op
- * memory, planar, packed) and returns how many it made: all n, or with min_iou (host-memory
- * backends only: it reads the IoU back) only those whose IoU is above *min_iou, the others never
- * upscaled (segment everything drops them anyway); kept (NULL or n flags) says which. */
+/* Where a prompt set's Ts x 256 sparse tokens go (op memory) before msam_decode_one reads them:
+ * predict copies them in ahead of the op sequence it may have a backend replay. */
+float *msam_decoder_sparse_slot(msam_decoder_ws *ws);
+/* Decode one prompt set (its sparse tokens in their slot) against an image side. Writes the
+ * selected masks' IoU to iou (op memory, n floats) and their low-res logits to low (op memory,
+ * planar, packed) and returns how many it made: all n, or with min_iou (host-memory backends
+ * only: it reads the IoU back) only those whose IoU is above *min_iou, the others never upscaled
+ * (segment everything drops them anyway); kept (NULL or n flags) says which. Without min_iou
+ * its ops depend only on (Ts, multimask, side) and op memory, so a backend may replay them. */
 int msam_decode_one(const struct msam_model *m, msam_ctx *ctx, msam_decoder_ws *ws, const msam_image_side *side,
-                    const float *sparse_host, int Ts, int multimask, const float *min_iou, uint8_t *kept, float *low,
-                    float *iou);
+                    int Ts, int multimask, const float *min_iou, uint8_t *kept, float *low, float *iou);
 
 /* cross_attention.c, for T <= MSAM_FOLD_MAX_TOKENS (ws->fold, ws->att, ws->qp, ws->mm_scratch are used;
  * image->token leaves its probabilities in S, 4096 x heads*T, and with split_a (256 x 256, op

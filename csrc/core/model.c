@@ -63,7 +63,7 @@ static void session_release(msam_session *s) {
     void *bufs[] = {s->enc_ws, s->staging, s->input, s->embedding, s->nomask.keys0, s->nomask.keys0pe,
                     s->nomask.proj0, s->nomask.u0, s->masked.keys0pe, s->masked.proj0, s->masked.u0,
                     w->split_m, w->rstd, w->keys, w->tmp, w->kp, w->vp, w->qp, w->att, w->dense, w->mask_tmp,
-                    w->low, w->post, w->tok, w->fold, w->mm_scratch, w->up_scratch};
+                    w->low, w->iou, w->post, w->tok, w->fold, w->mm_scratch, w->up_scratch};
     if (ctx) {
         ops->sync(ctx); /* nothing may still use the buffers */
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->release(ctx, bufs[i]);
@@ -114,6 +114,7 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOCF(w->att, px * MSAM_CROSS);
     ALLOCF(w->mask_tmp, 5 * 65536);
     ALLOCF(w->low, (size_t)MSAM_MASK_TOKENS * MSAM_LOWRES * MSAM_LOWRES);
+    ALLOCF(w->iou, MSAM_MASK_TOKENS);
     ALLOCF(w->post, (size_t)MSAM_IMG * MSAM_IMG);
     ALLOCF(w->fold, MSAM_FOLD_FLOATS);
     w->max_tokens = 1 + MSAM_MASK_TOKENS + MAX_SPARSE_TOKENS;

@@ -102,6 +102,7 @@ typedef struct {
     float *dense;       /* 4096 x 256 dense prompt from a mask input, then its keys0 */
     float *mask_tmp;    /* 128 x 128 x 16 + 64 x 64 x 64 scratch for mask downscaling */
     float *low;         /* 4 x 256 x 256 low-res logits when the caller does not keep them */
+    float *iou;         /* 4 IoU scores (a replayed decode's, copied out after it) */
     float *post;        /* 1024 x 1024 post-processing plane */
     float *tok;         /* token buffers: MSAM_TOK_BUFS x max_tokens x 2048 */
     float *fold;        /* MSAM_FOLD_FLOATS: per-prompt operands of the folded cross attention */

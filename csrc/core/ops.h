@@ -58,6 +58,15 @@ typedef struct msam_ops {
     /* An FNV-1a hash of the names of the ops run on ctx since it was made and their count, so a
      * test can show that two calls ran the same op sequence. */
     void (*trace)(const msam_ctx *ctx, uint64_t *hash, uint64_t *count);
+    /* Optional (NULL where ops run as they are called): replay of recorded op sequences (CUDA
+     * graphs). The caller brackets ops whose work depends only on key and on op memory (no host
+     * memory read or copied in, the same pointers and sizes for a key) with replay_begin and
+     * replay_end. The first time for a key the ops are recorded and replay_end launches them;
+     * later, replay_begin launches the recording and the ops between only trace (so traces and
+     * counters read as a plain run's). replay_end returns nonzero when recording failed and the
+     * ops did not run: the caller issues them again, unbracketed. */
+    void (*replay_begin)(msam_ctx *ctx, uint64_t key);
+    int (*replay_end)(msam_ctx *ctx, uint64_t key);
 
     /* alloc, release, copy_in, copy_out and copy also take ctx == NULL: they then run on the
      * backend's default context, synchronously, and count nothing (buffers made outside a

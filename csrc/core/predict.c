@@ -252,7 +252,8 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
         return msam_fail(err, MSAM_ERR_ARG, "the IoU filter (kept) makes low-res logits only: masks must be NULL");
     if (o->kept && !o->low_res) return msam_fail(err, MSAM_ERR_ARG, "the IoU filter (kept) needs low_res");
     /* the filter reads each IoU back on the host: only where op memory is host memory */
-    const float *min_iou = o->kept && s->model->ops->host_memory ? &o->min_iou : NULL;
+    const msam_ops *ops = s->model->ops;
+    const float *min_iou = o->kept && ops->host_memory ? &o->min_iou : NULL;
     size_t made = 0; /* low-res planes written so far */
     int masked_for = -1; /* which mask input s->masked holds within this call */
     for (int b = 0; b < p->batch; b++) {
@@ -264,10 +265,25 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
             side = &s->masked;
         }
         msam_prompt_sparse(&s->model->prompt, p, b, s->sparse_host);
-        float *low = o->low_res ? o->low_res + (o->kept ? made : (size_t)b * n) * low_plane : s->dws.low;
+        if (Ts > 0) ops->copy_in(s->ctx, msam_decoder_sparse_slot(&s->dws), s->sparse_host, sizeof(float) * Ts * MSAM_EMB);
+        float *low_out = o->low_res ? o->low_res + (o->kept ? made : (size_t)b * n) * low_plane : NULL;
         uint8_t *kept = o->kept ? o->kept + (size_t)b * n : NULL;
-        made += (size_t)msam_decode_one(s->model, s->ctx, &s->dws, side, s->sparse_host, Ts, o->multimask, min_iou,
-                                        kept, low, o->iou + (size_t)b * n);
+        float *low = low_out ? low_out : s->dws.low;
+        if (ops->replay_begin) {
+            /* a replayable sequence writes the session's own buffers, then they are copied out */
+            const uint64_t key = ((uint64_t)Ts << 2) | ((uint64_t)(o->multimask != 0) << 1) | (side == &s->masked);
+            ops->replay_begin(s->ctx, key);
+            msam_decode_one(s->model, s->ctx, &s->dws, side, Ts, o->multimask, NULL, kept, s->dws.low, s->dws.iou);
+            if (ops->replay_end(s->ctx, key))
+                msam_decode_one(s->model, s->ctx, &s->dws, side, Ts, o->multimask, NULL, kept, s->dws.low, s->dws.iou);
+            ops->copy(s->ctx, o->iou + (size_t)b * n, s->dws.iou, sizeof(float) * n);
+            if (low_out) ops->copy(s->ctx, low_out, s->dws.low, sizeof(float) * n * low_plane);
+            low = s->dws.low;
+            made += (size_t)n;
+        } else {
+            made += (size_t)msam_decode_one(s->model, s->ctx, &s->dws, side, Ts, o->multimask, min_iou, kept, low,
+                                            o->iou + (size_t)b * n);
+        }
         if (o->masks)
             for (int i = 0; i < n; i++)
                 postprocess(s, low + (size_t)i * low_plane, o, (char *)o->masks + ((size_t)b * n + i) * plane * elem);

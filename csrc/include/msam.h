@@ -155,9 +155,10 @@ int msam_num_masks(int multimask);
 /* What a session has moved and waited for since it was created: copies from host memory into op
  * memory (h2d) and back (d2h), host synchronisations with the device, and op-memory allocations.
  * A GPU-resident predict adds 0 to d2h, syncs and allocs (on the CPU op memory is host memory,
- * and outputs are written in place). */
+ * and outputs are written in place). replays: recorded op sequences launched again whole (CUDA
+ * graphs: a decode of a prompt shape seen before); 0 on the CPU. */
 typedef struct {
-    uint64_t h2d, d2h, syncs, allocs;
+    uint64_t h2d, d2h, syncs, allocs, replays;
 } msam_counters;
 void msam_session_counters(const msam_session *s, msam_counters *out);
 

@@ -567,8 +567,9 @@ static PyObject *Predictor_transfer_counts(PyObject *self, PyObject *unused) {
     lock_take(p);
     msam_session_counters(p->sess, &c);
     lock_give(p);
-    return Py_BuildValue("{sKsKsKsK}", "h2d", (unsigned long long)c.h2d, "d2h", (unsigned long long)c.d2h,
-                         "syncs", (unsigned long long)c.syncs, "allocs", (unsigned long long)c.allocs);
+    return Py_BuildValue("{sKsKsKsKsK}", "h2d", (unsigned long long)c.h2d, "d2h", (unsigned long long)c.d2h,
+                         "syncs", (unsigned long long)c.syncs, "allocs", (unsigned long long)c.allocs, "replays",
+                         (unsigned long long)c.replays);
 }
 
 static PyObject *Predictor_op_trace(PyObject *self, PyObject *unused) {
@@ -650,8 +651,9 @@ static PyMethodDef Predictor_methods[] = {
      "kept BxC bool): segment everything's decode: only the K masks whose IoU is above min_iou (float32) are\n"
      "upscaled, packed in order in low; kept says which (on a non-host backend every mask is kept)."},
     {"transfer_counts", Predictor_transfer_counts, METH_NOARGS,
-     "transfer_counts() -> {'h2d', 'd2h', 'syncs', 'allocs'}: the core's cumulative counts of copies into and out\n"
-     "of op memory, host synchronisations and op-memory allocations for this predictor (diff two calls)."},
+     "transfer_counts() -> {'h2d', 'd2h', 'syncs', 'allocs', 'replays'}: the core's cumulative counts of copies\n"
+     "into and out of op memory, host synchronisations, op-memory allocations and replayed recordings (CUDA\n"
+     "graphs) for this predictor (diff two calls)."},
     {"_encode_prompts", (PyCFunction)(void (*)(void))Predictor_encode_prompts, METH_VARARGS | METH_KEYWORDS,
      "_encode_prompts(points, labels, boxes, masks) -> (sparse BxTx256, dense Bx256x64x64): the prompt encoder alone."},
     {"_encoder_stages", Predictor_encoder_stages, METH_O,

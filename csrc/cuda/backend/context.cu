@@ -37,6 +37,7 @@ msam_ctx *msam_cuda_ctx_create(void) {
 void msam_cuda_ctx_free(msam_ctx *ctx) {
     if (!ctx) return;
     cudaStreamSynchronize(ctx->stream);
+    msam_cuda_graphs_free(ctx);
     cublasDestroy(ctx->blas);
     cudaStreamDestroy(ctx->stream);
     free(ctx);
@@ -76,7 +77,7 @@ void msam_cuda_copy_in(msam_ctx *ctx, void *dst, const void *host, size_t bytes)
         cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice);
         return;
     }
-    msam_cuda_trace(ctx, "copy_in");
+    msam_cuda_trace(ctx, "copy_in"); /* never inside a replayed sequence (ops.h) */
     ctx->counters.h2d++;
     msam_cuda_record(ctx, (int)cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, ctx->stream));
 }
@@ -102,14 +103,14 @@ void msam_cuda_copy_out(msam_ctx *ctx, void *host, const void *src, size_t bytes
         cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost);
         return;
     }
-    msam_cuda_trace(ctx, "copy_out");
+    msam_cuda_trace(ctx, "copy_out"); /* never inside a replayed sequence (ops.h) */
     ctx->counters.d2h++;
     msam_cuda_record(ctx, (int)cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, ctx->stream));
     msam_cuda_record(ctx, (int)cudaStreamSynchronize(ctx->stream));
 }
 
 void msam_cuda_copy(msam_ctx *ctx, void *dst, const void *src, size_t bytes) {
-    if (ctx) msam_cuda_trace(ctx, "copy");
+    if (ctx && !msam_cuda_op(ctx, "copy")) return;
     if (!bytes || dst == src) return;
     const char *d = (const char *)dst, *s = (const char *)src;
     const int overlap = d < s + bytes && s < d + bytes;

@@ -18,6 +18,9 @@ struct msam_ctx {
     msam_counters counters;
     uint64_t trace_hash, trace_count;
     int error; /* first error wins */
+    struct msam_cuda_graphs *graphs; /* recorded op sequences by key (graphs.cu); NULL until used */
+    int replaying;                   /* a recorded sequence was launched: ops only trace */
+    int recording;                   /* the stream is being captured for a key */
 };
 
 /* The op trace: FNV-1a over op names, the CPU backend's scheme, so traces compare across backends. */
@@ -26,6 +29,13 @@ static inline void msam_cuda_trace(msam_ctx *ctx, const char *op) {
     for (const char *c = op; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
     ctx->trace_hash = h;
     ctx->trace_count++;
+}
+
+/* Every op starts here: traces it and says whether to enqueue its work (not while a replayed
+ * recording stands in for it, see graphs.cu). */
+static inline int msam_cuda_op(msam_ctx *ctx, const char *op) {
+    msam_cuda_trace(ctx, op);
+    return !ctx->replaying;
 }
 
 /* Keep the first nonzero status (a launcher's cudaError_t). */
@@ -87,6 +97,11 @@ size_t msam_cuda_upscale_masks_scratch_bytes(int c1, int c);
 void msam_cuda_upscale_masks(msam_ctx *ctx, float *low, const float *x, const msam_upscale_parts *parts, int g,
                              const msam_linear *up1, const float *gamma, const float *beta, float eps,
                              const msam_linear *up2, const float *hyper, int n, void *scratch, size_t scratch_bytes);
+
+/* graphs.cu: ops.h's replay_begin / replay_end, and the release of a context's recordings. */
+void msam_cuda_replay_begin(msam_ctx *ctx, uint64_t key);
+int msam_cuda_replay_end(msam_ctx *ctx, uint64_t key);
+void msam_cuda_graphs_free(msam_ctx *ctx);
 
 /* The emulation build only: route the emulated cuBLAS's products to the CPU backend's GEMM. */
 void msam_cuda_emu_plug_cpu_gemm(void);

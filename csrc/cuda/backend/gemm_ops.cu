@@ -51,7 +51,7 @@ void msam_cuda_linear_free(msam_ctx *ctx, msam_linear *lin) {
 
 void msam_cuda_linear(msam_ctx *ctx, float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows,
                       const msam_linear *lin, msam_act act, const float *residual, ptrdiff_t ldr) {
-    msam_cuda_trace(ctx, "linear");
+    if (!msam_cuda_op(ctx, "linear")) return;
     if (rows <= 0) return;
     const int acc = residual == y && ldr == ldy;
     msam_cuda_sgemm_rows(ctx, y, ldy, x, ldx, rows, lin->w, lin->k, 1, lin->n, lin->k, acc);
@@ -63,7 +63,7 @@ size_t msam_cuda_matmul_scratch_bytes(int n, int k) { return sizeof(float) * (si
 void msam_cuda_matmul(msam_ctx *ctx, float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int m, const float *w,
                       ptrdiff_t ws_n, ptrdiff_t ws_k, int n, int k, const float *bias, const float *residual,
                       ptrdiff_t ldr, void *scratch) {
-    msam_cuda_trace(ctx, "matmul");
+    if (!msam_cuda_op(ctx, "matmul")) return;
     if (m <= 0 || n <= 0) return;
     const float *A = w;
     ptrdiff_t lda;
@@ -117,7 +117,7 @@ msam_linear *msam_cuda_conv3x3_create(msam_ctx *ctx, const float *w, const float
 
 void msam_cuda_conv3x3(msam_ctx *ctx, float *y, const float *x, int h, int w, int cin, int stride,
                        const msam_linear *conv, msam_act act, void *scratch) {
-    msam_cuda_trace(ctx, "conv3x3");
+    if (!msam_cuda_op(ctx, "conv3x3")) return;
     const int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride, cout = conv->n;
     if (ho <= 0 || wo <= 0) return;
     const int block = conv_block_rows(h, w, cin, stride);
@@ -143,7 +143,7 @@ size_t msam_cuda_upscale_masks_scratch_bytes(int c1, int c) {
 void msam_cuda_upscale_masks(msam_ctx *ctx, float *low, const float *x, const msam_upscale_parts *parts, int g,
                              const msam_linear *up1, const float *gamma, const float *beta, float eps,
                              const msam_linear *up2, const float *hyper, int n, void *scratch, size_t scratch_bytes) {
-    msam_cuda_trace(ctx, "upscale_masks");
+    if (!msam_cuda_op(ctx, "upscale_masks")) return;
     const int P = g * g, W = up1->n, c1 = W / 4, c = up2->n / 4;
     if (P <= 0) return;
     if (sizeof(float) * 2 * (size_t)P * W > scratch_bytes) {

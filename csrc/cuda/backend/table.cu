@@ -8,45 +8,45 @@ static int band_rows(size_t row_bytes, int rows) { return rows < 1 ? 1 : rows; }
 
 static void layernorm(msam_ctx *ctx, float *y, const float *x, int rows, int c, const float *gamma, const float *beta,
                       float eps) {
-    msam_cuda_trace(ctx, "layernorm");
+    if (!msam_cuda_op(ctx, "layernorm")) return;
     msam_cuda_record(ctx, msam_cuda_layernorm(ctx->stream, y, x, rows, c, gamma, beta, eps));
 }
 
 static void layernorm_pe(msam_ctx *ctx, float *y, float *ype, float *rstd, const float *x, const float *pe, int rows,
                          int c, const float *gamma, const float *beta, float eps) {
-    msam_cuda_trace(ctx, "layernorm_pe");
+    if (!msam_cuda_op(ctx, "layernorm_pe")) return;
     msam_cuda_record(ctx, msam_cuda_layernorm_pe(ctx->stream, y, ype, rstd, x, pe, rows, c, gamma, beta, eps));
 }
 
 static void add(msam_ctx *ctx, float *y, const float *a, const float *b, size_t n) {
-    msam_cuda_trace(ctx, "add");
+    if (!msam_cuda_op(ctx, "add")) return;
     msam_cuda_record(ctx, msam_cuda_add(ctx->stream, y, a, b, n));
 }
 
 static void activate(msam_ctx *ctx, float *y, const float *x, size_t n, msam_act act) {
-    msam_cuda_trace(ctx, "activate");
+    if (!msam_cuda_op(ctx, "activate")) return;
     msam_cuda_record(ctx, msam_cuda_activate(ctx->stream, y, x, n, (int)act));
 }
 
 static void add_row(msam_ctx *ctx, float *y, const float *x, const float *row, int rows, int c) {
-    msam_cuda_trace(ctx, "add_row");
+    if (!msam_cuda_op(ctx, "add_row")) return;
     msam_cuda_record(ctx, msam_cuda_add_row(ctx->stream, y, x, row, rows, c));
 }
 
 static void transpose(msam_ctx *ctx, float *y, ptrdiff_t ldy, const float *x, ptrdiff_t ldx, int rows, int cols) {
-    msam_cuda_trace(ctx, "transpose");
+    if (!msam_cuda_op(ctx, "transpose")) return;
     msam_cuda_record(ctx, msam_cuda_transpose(ctx->stream, y, ldy, x, ldx, rows, cols));
 }
 
 static void space_to_depth2(msam_ctx *ctx, float *y, const float *x, int h, int w, int c) {
-    msam_cuda_trace(ctx, "space_to_depth2");
+    if (!msam_cuda_op(ctx, "space_to_depth2")) return;
     msam_cuda_record(ctx, msam_cuda_space_to_depth2(ctx->stream, y, x, h, w, c));
 }
 
 static void normalize_pad(msam_ctx *ctx, float *y, int side, const void *x, msam_dtype type, int h, int w,
                           ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float mean[3],
                           const float std[3]) {
-    msam_cuda_trace(ctx, "normalize_pad");
+    if (!msam_cuda_op(ctx, "normalize_pad")) return;
     /* no non-finite count: core checks host float images before they are staged */
     msam_cuda_record(ctx, msam_cuda_normalize_pad(ctx->stream, y, side, x, (int)type, h, w, stride_c, stride_y,
                                                   stride_x, mean, std, NULL));
@@ -54,13 +54,13 @@ static void normalize_pad(msam_ctx *ctx, float *y, int side, const void *x, msam
 
 static void dwconv3x3(msam_ctx *ctx, float *y, const float *x, int h, int w, int c, int stride, const float *w9c,
                       const float *bias, msam_act act) {
-    msam_cuda_trace(ctx, "dwconv3x3");
+    if (!msam_cuda_op(ctx, "dwconv3x3")) return;
     msam_cuda_record(ctx, msam_cuda_dwconv3x3(ctx->stream, y, x, h, w, c, stride, w9c, bias, (int)act));
 }
 
 static void window_attention(msam_ctx *ctx, float *y, const float *qkv, const float *pad_qkv, int h, int w, int win,
                              int heads, int dh, const float *bias, float scale, void *scratch, size_t scratch_bytes) {
-    msam_cuda_trace(ctx, "window_attention");
+    if (!msam_cuda_op(ctx, "window_attention")) return;
     msam_cuda_record(ctx, msam_cuda_window_attention(ctx->stream, y, qkv, pad_qkv, h, w, win, heads, dh, bias, scale));
 }
 
@@ -69,31 +69,31 @@ static size_t window_attention_scratch_bytes(int win, int heads, int dh) { retur
 
 static void attention(msam_ctx *ctx, float *out, const float *q, ptrdiff_t ldq, const float *k, ptrdiff_t ldk,
                       const float *v, ptrdiff_t ldv, int nq, int nk, int heads, int dh) {
-    msam_cuda_trace(ctx, "attention");
+    if (!msam_cuda_op(ctx, "attention")) return;
     msam_cuda_record(ctx, msam_cuda_attention(ctx->stream, out, q, ldq, k, ldk, v, ldv, nq, nk, heads, dh));
 }
 
 static void attention_probs(msam_ctx *ctx, float *P, ptrdiff_t ldp, const float *q, ptrdiff_t ldq, const float *k,
                             ptrdiff_t ldk, int nq, int nk, int heads, int dh) {
-    msam_cuda_trace(ctx, "attention_probs");
+    if (!msam_cuda_op(ctx, "attention_probs")) return;
     msam_cuda_record(ctx, msam_cuda_attention_probs(ctx->stream, P, ldp, q, ldq, k, ldk, nq, nk, heads, dh));
 }
 
 static void softmax(msam_ctx *ctx, float *x, int count, ptrdiff_t stride, int len, float scale) {
-    msam_cuda_trace(ctx, "softmax");
+    if (!msam_cuda_op(ctx, "softmax")) return;
     msam_cuda_record(ctx, msam_cuda_softmax(ctx->stream, x, count, stride, len, scale));
 }
 
 static void resize_bilinear(msam_ctx *ctx, const float *src, int sh, int sw, ptrdiff_t src_ld, float *dst, int dh,
                             int dw, ptrdiff_t dst_ld, int crop_h, int crop_w) {
-    msam_cuda_trace(ctx, "resize_bilinear");
+    if (!msam_cuda_op(ctx, "resize_bilinear")) return;
     msam_cuda_record(ctx, msam_cuda_resize_bilinear(ctx->stream, src, sh, sw, src_ld, dst, dh, dw, dst_ld, crop_h,
                                                     crop_w));
 }
 
 static void resize_bilinear_mask(msam_ctx *ctx, const float *src, int sh, int sw, ptrdiff_t src_ld, uint8_t *dst,
                                  int dh, int dw, ptrdiff_t dst_ld, int crop_h, int crop_w) {
-    msam_cuda_trace(ctx, "resize_bilinear_mask");
+    if (!msam_cuda_op(ctx, "resize_bilinear_mask")) return;
     msam_cuda_record(ctx, msam_cuda_resize_bilinear_mask(ctx->stream, src, sh, sw, src_ld, dst, dh, dw, dst_ld, crop_h,
                                                          crop_w));
 }
@@ -110,6 +110,8 @@ static const msam_ops g_cuda_ops = {
     .sync = msam_cuda_sync,
     .counters = msam_cuda_counters,
     .trace = msam_cuda_trace_of,
+    .replay_begin = msam_cuda_replay_begin,
+    .replay_end = msam_cuda_replay_end,
     .alloc = msam_cuda_alloc,
     .release = msam_cuda_release,
     .upload = msam_cuda_upload,
