@@ -20,8 +20,10 @@ from mobile_sam import SamAutomaticMaskGenerator as RefGenerator  # noqa: E402
 import mobile_sam_c as msc  # noqa: E402
 
 # With random weights the model's IoU predictions are all below the default 0.88, so at the
-# defaults our generator upscales no mask while the original upscales all 3 x points^2 of them.
-# "no IoU filter" (pred_iou_thresh=0) upscales every mask in both: our worst case.
+# defaults our generator decodes only up to the IoU head (the filter runs in the decoder: a mask
+# that fails it is not even upscaled to 256x256) while the original upscales all 3 x points^2 of
+# them to full size. With real weights a share of the masks passes and is made; "no IoU filter"
+# (pred_iou_thresh=0) makes and upscales every mask in both: our worst case.
 SETTINGS = {
     "defaults": {},
     "defaults, 1 crop layer": {"crop_n_layers": 1},

@@ -79,6 +79,21 @@ CHECKS = textwrap.dedent(r'''
         meta[f"{name}_resident_counts"] = {k: c1[k] - c0[k] for k in c1}
         meta[f"{name}_resident_types"] = [type(m).__name__, type(iou).__name__, repr(low)]
         meta[f"{name}_resident_dlpack"] = [list(m.__dlpack_device__()), list(iou.__dlpack_device__())]
+        cai = m.__cuda_array_interface__
+        meta[f"{name}_cai"] = [list(cai["shape"]) == list(m.shape), cai["typestr"], cai["version"], cai["stream"],
+                               cai["strides"], cai["data"][1], cai["data"][0] != 0]
+        streams = []
+        for stream in (None, -1, 1):  # the legacy default stream and "no ordering": nothing to wait for
+            m.__dlpack__(stream=stream)
+            streams.append("ok")
+        for stream in (0, -5, "s"):
+            try:
+                m.__dlpack__(stream=stream)
+                streams.append("accepted")
+            except BufferError:
+                streams.append("BufferError")
+        meta[f"{name}_streams"] = streams
+        meta[f"{name}_host_copy_has_cai"] = hasattr(m.cpu(), "__cuda_array_interface__")
         arrays[f"{name}_gpu_masks"], arrays[f"{name}_gpu_masks_iou"] = m.numpy(), iou.numpy()
         m, iou, low = gpu.predict(**kw, return_logits=True, as_numpy=True)
         arrays[f"{name}_gpu"], arrays[f"{name}_gpu_iou"], arrays[f"{name}_gpu_low"] = host(m), host(iou), host(low)
@@ -193,6 +208,10 @@ def test_gpu_resident_predict_moves_nothing_back_and_never_waits(emulated, name)
     assert 1 <= d["h2d"] <= 2, d  # the prompt tokens (and a mask input)
     assert meta[f"{name}_resident_types"] == ["Array", "Array", "None"]
     assert meta[f"{name}_resident_dlpack"] == [[2, 0], [2, 0]]
+    # __cuda_array_interface__ v3 on device arrays: shape, dtype, a writable device pointer, stream 1
+    assert meta[f"{name}_cai"] == [True, "|b1", 3, 1, None, False, True]
+    assert meta[f"{name}_streams"] == ["ok"] * 3 + ["BufferError"] * 3
+    assert meta[f"{name}_host_copy_has_cai"] is False
     assert meta[f"{name}_legacy_types"] == ["ndarray", "ndarray", "ndarray"]
     cpu_ops, gpu_ops = meta[f"{name}_ops"]
     # the CPU backend's op sequence plus one device copy: the replayable decode writes the session's

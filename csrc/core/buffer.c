@@ -42,3 +42,13 @@ msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, si
     if (bytes) b->model->ops->copy_out(NULL, host, (const char *)b->data + offset, bytes);
     return MSAM_OK;
 }
+
+msam_status msam_buffer_export_to(const msam_buffer *b, uintptr_t consumer_stream, msam_error *err) {
+    if (!b) return msam_fail(err, MSAM_ERR_ARG, "buffer must not be NULL");
+    const msam_ops *ops = b->model->ops;
+    if (!ops->export_to) return MSAM_OK;
+    const int code = ops->export_to(NULL, consumer_stream);
+    if (code) return msam_fail(err, MSAM_ERR_BACKEND, "the %s backend could not order stream %#llx after this "
+                               "array's producer (error %d)", ops->name, (unsigned long long)consumer_stream, code);
+    return MSAM_OK;
+}

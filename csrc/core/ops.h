@@ -67,6 +67,11 @@ typedef struct msam_ops {
      * ops did not run: the caller issues them again, unbracketed. */
     void (*replay_begin)(msam_ctx *ctx, uint64_t key);
     int (*replay_end)(msam_ctx *ctx, uint64_t key);
+    /* Optional (NULL where op memory is complete when an op returns): make work later submitted
+     * to consumer_stream (a backend stream handle, e.g. a cudaStream_t) wait for every op issued
+     * so far on the backend's contexts, without waiting on the host (DLPack's stream argument).
+     * ctx may be NULL. Returns 0 or the backend's error code. */
+    int (*export_to)(msam_ctx *ctx, uintptr_t consumer_stream);
 
     /* alloc, release, copy_in, copy_out and copy also take ctx == NULL: they then run on the
      * backend's default context, synchronously, and count nothing (buffers made outside a

@@ -86,6 +86,10 @@ msam_device msam_buffer_device(const msam_buffer *b);
 /* Copy bytes from offset of b into host memory, waiting for the copy (a device->host transfer
  * on a GPU backend). */
 msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, size_t bytes, msam_error *err);
+/* Order work later submitted to consumer_stream (a cudaStream_t as an integer, valid on b's device:
+ * DLPack's __dlpack__(stream=...)) after everything issued so far that may write b, with no host
+ * wait. MSAM_OK and nothing to do on the CPU. */
+msam_status msam_buffer_export_to(const msam_buffer *b, uintptr_t consumer_stream, msam_error *err);
 
 /* ---- session (one predictor: arena, image embedding, sizes) ------------------ */
 typedef struct msam_session msam_session;

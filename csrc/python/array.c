@@ -224,6 +224,31 @@ static int parse_device(PyObject *obj, int *type, int *id) {
     return 0;
 }
 
+/* DLPack's stream on CUDA: -1 asks for no ordering; None and 1 mean the legacy default stream,
+ * which already runs after our (blocking) streams' work; 2 (per-thread default) or a stream handle
+ * is made to wait for it with an event, never a host wait. 0 is ambiguous, so refused. */
+static int consumer_wait(const ArrayObject *a, PyObject *stream) {
+    if (stream == Py_None) return 0;
+    long long v = PyLong_Check(stream) ? PyLong_AsLongLong(stream) : -2;
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v == -1 || v == 1) return 0;
+    if (v < 1 || !a->buf) {
+        PyErr_Format(PyExc_BufferError, "stream must be None, -1, 1, 2 or a CUDA stream handle (an int > 2), got %R",
+                     stream);
+        return -1;
+    }
+    msam_error err = {{0}};
+    msam_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_buffer_export_to(a->buf, (uintptr_t)v, &err);
+    Py_END_ALLOW_THREADS
+    if (st) {
+        msam_py_raise(st, &err);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *Array_dlpack(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"stream", "max_version", "dl_device", "copy", NULL};
     PyObject *stream = Py_None, *max_version = Py_None, *dl_device = Py_None, *copy = Py_None;
@@ -249,8 +274,7 @@ static PyObject *Array_dlpack(PyObject *self, PyObject *args, PyObject *kwargs) 
         PyErr_SetString(PyExc_BufferError, "stream must be None for an array exported on the CPU");
         return NULL;
     }
-    /* stream on a GPU: the outputs are complete when predict returns (the session synchronises
-     * its stream before handing them over), so any consumer stream may use them at once. */
+    if (!to_host && a->dev_type == MSAM_DL_CUDA && consumer_wait(a, stream) < 0) return NULL;
 
     int versioned = 0;
     if (max_version != Py_None) {
@@ -345,6 +369,30 @@ static PyObject *Array_get_device(PyObject *self, void *c) {
     return PyUnicode_FromFormat("cuda:%d", a->dev_id);
 }
 
+/* __cuda_array_interface__ (version 3) of a CUDA array; no such attribute elsewhere, so
+ * hasattr() tells consumers which protocol to use. stream 1 (the legacy default stream): work
+ * there runs after everything our blocking streams were given, this array's producer included. */
+static PyObject *Array_get_cai(PyObject *self, void *c) {
+    ArrayObject *a = (ArrayObject *)self;
+    if (a->dev_type != MSAM_DL_CUDA) {
+        PyErr_SetString(PyExc_AttributeError, "__cuda_array_interface__: this array is not in CUDA memory");
+        return NULL;
+    }
+    PyObject *shape = PyTuple_New(a->ndim);
+    if (!shape) return NULL;
+    for (int d = 0; d < a->ndim; d++) {
+        PyObject *n = PyLong_FromLongLong(a->shape[d]);
+        if (!n) {
+            Py_DECREF(shape);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(shape, d, n);
+    }
+    return Py_BuildValue("{sNsss(KO)sisOsi}", "shape", shape, "typestr", a->typenum == NPY_FLOAT32 ? "<f4" : "|b1",
+                         "data", (unsigned long long)(uintptr_t)array_data(a), Py_False, "version", 3, "strides",
+                         Py_None, "stream", 1);
+}
+
 static PyObject *Array_get_ndim(PyObject *self, void *c) { return PyLong_FromLong(((ArrayObject *)self)->ndim); }
 
 static PyObject *Array_get_nbytes(PyObject *self, void *c) {
@@ -388,6 +436,8 @@ static PyGetSetDef Array_getset[] = {
     {"device", Array_get_device, NULL, "'cpu' or 'cuda:<i>': where the data lives.", NULL},
     {"ndim", Array_get_ndim, NULL, "Number of dimensions.", NULL},
     {"nbytes", Array_get_nbytes, NULL, "Bytes of data.", NULL},
+    {"__cuda_array_interface__", Array_get_cai, NULL,
+     "CUDA Array Interface v3 (CUDA arrays only: AttributeError elsewhere), stream 1 (legacy default).", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyType_Slot Array_slots[] = {

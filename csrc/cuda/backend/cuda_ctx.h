@@ -102,6 +102,8 @@ void msam_cuda_upscale_masks(msam_ctx *ctx, float *low, const float *x, const ms
 void msam_cuda_replay_begin(msam_ctx *ctx, uint64_t key);
 int msam_cuda_replay_end(msam_ctx *ctx, uint64_t key);
 void msam_cuda_graphs_free(msam_ctx *ctx);
+/* streams.cu: ops.h's export_to. */
+int msam_cuda_export_to(msam_ctx *ctx, uintptr_t consumer_stream);
 
 /* The emulation build only: route the emulated cuBLAS's products to the CPU backend's GEMM. */
 void msam_cuda_emu_plug_cpu_gemm(void);

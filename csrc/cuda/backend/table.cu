@@ -112,6 +112,7 @@ static const msam_ops g_cuda_ops = {
     .trace = msam_cuda_trace_of,
     .replay_begin = msam_cuda_replay_begin,
     .replay_end = msam_cuda_replay_end,
+    .export_to = msam_cuda_export_to,
     .alloc = msam_cuda_alloc,
     .release = msam_cuda_release,
     .upload = msam_cuda_upload,
