@@ -38,7 +38,8 @@ CHECKS = textwrap.dedent(r'''
     meta["conformance"] = {s: C._conformance("cuda", s) for s in seeds}
 
     weights = random_state_dict(C.weight_spec(), seed=11)
-    cpu, gpu = C.Predictor(C.Model(weights, "cpu")), C.Predictor(C.Model(weights, "cuda"))
+    gpu_model = C.Model(weights, "cuda")
+    cpu, gpu = C.Predictor(C.Model(weights, "cpu")), C.Predictor(gpu_model)
     meta["devices"] = [cpu.device, gpu.device]
     image = np.load(photo)
     meta["size"] = list(image.shape[:2])
@@ -48,6 +49,27 @@ CHECKS = textwrap.dedent(r'''
     after = gpu.transfer_counts()
     meta["set_image_counts"] = {k: after[k] - before[k] for k in after}
     arrays["emb_cpu"], arrays["emb_gpu"] = cpu.get_image_embedding(), gpu.get_image_embedding()
+
+    # a frame already on the GPU (DLPack, device (2, 0)): resized there, Pillow-exact, so the
+    # embedding is the host frame's bit for bit; BGR too; nothing copied back, nothing allocated
+    frame = C._device_array(gpu_model, image)
+    c0 = gpu.transfer_counts()
+    gpu.set_image(frame)
+    c1 = gpu.transfer_counts()
+    meta["device_frame_counts"] = {k: c1[k] - c0[k] for k in c1}
+    meta["device_frame_sizes"] = [list(gpu.original_size), list(gpu.input_size), list(cpu.input_size)]
+    arrays["emb_gpu_frame"] = gpu.get_image_embedding()
+    gpu.set_image(C._device_array(gpu_model, np.ascontiguousarray(image[:, :, ::-1])), "BGR")
+    arrays["emb_gpu_frame_bgr"] = gpu.get_image_embedding()
+    errors = []
+    for bad in (C._device_array(gpu_model, image.astype(np.float32)), C._device_array(gpu_model, image[:, :, :2].copy())):
+        try:
+            gpu.set_image(bad)
+            errors.append("accepted")
+        except C.InputError as e:
+            errors.append(str(e)[:40])
+    meta["device_frame_errors"] = errors
+    gpu.set_image(image)  # the host frame again, for what follows
 
     h, w = image.shape[:2]
     rng = np.random.default_rng(5)
@@ -189,6 +211,20 @@ def test_embedding_matches_the_cpu_backend(emulated):
     _, a = emulated
     assert a["emb_gpu"].shape == a["emb_cpu"].shape == (1, 256, 64, 64)
     assert np.abs(a["emb_gpu"] - a["emb_cpu"]).max() <= 1e-3
+
+
+def test_a_frame_on_the_gpu_is_resized_there_pillow_exact(emulated):
+    """set_image of a uint8 frame already in CUDA memory (DLPack): the resize runs on the device
+    (resize_rgb8) and gives the host resize's bits, so the embedding equals the host frame's."""
+    meta, a = emulated
+    assert np.array_equal(a["emb_gpu_frame"], a["emb_gpu"])
+    assert np.array_equal(a["emb_gpu_frame_bgr"], a["emb_gpu"])
+    d = meta["device_frame_counts"]
+    assert d["d2h"] == 0 and d["allocs"] == 0 and d["h2d"] == 1, d  # the resize plan only
+    orig, inp, cpu_inp = meta["device_frame_sizes"]
+    assert orig == meta["size"] and inp == cpu_inp
+    assert [e.startswith("image on a GPU must be") for e in meta["device_frame_errors"]] == [True, True], \
+        meta["device_frame_errors"]
 
 
 def test_set_image_copies_in_and_allocates_nothing(emulated):

@@ -52,3 +52,11 @@ msam_status msam_buffer_export_to(const msam_buffer *b, uintptr_t consumer_strea
                                "array's producer (error %d)", ops->name, (unsigned long long)consumer_stream, code);
     return MSAM_OK;
 }
+
+msam_status msam_buffer_write(msam_buffer *b, size_t offset, const void *host, size_t bytes, msam_error *err) {
+    if (!b || (!host && bytes)) return msam_fail(err, MSAM_ERR_ARG, "buffer and host must not be NULL");
+    if (offset > b->bytes || bytes > b->bytes - offset)
+        return msam_fail(err, MSAM_ERR_ARG, "writing %zu bytes at %zu overruns a buffer of %zu", bytes, offset, b->bytes);
+    if (bytes) b->model->ops->copy_in(NULL, (char *)b->data + offset, host, bytes); /* ctx NULL: synchronous */
+    return MSAM_OK;
+}

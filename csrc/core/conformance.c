@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "msam_test.h"
-#include "weights.h" /* msam_fail */
+#include "pillow_resize.h" /* host/: the Pillow-exact resize and its plan */
+#include "weights.h"       /* msam_fail */
 
 #define MAX_BUFS 48
 
@@ -391,6 +392,38 @@ static void case_resize(suite *s) {
            cw);
 }
 
+/* Pillow's resize of a strided RGB8 image in op memory: the table's op, and the plain reference
+ * from the plan, both bit for bit against the host resize (itself tested against Pillow). */
+static void case_resize_rgb8(suite *s) {
+    static const int sides[] = {1, 2, 5, 17, 40, 97};
+    const int h = pick(s, sides, 6), w = pick(s, sides, 6), nh = pick(s, sides, 6), nw = pick(s, sides, 6);
+    const int ps = 3 + (int)(next_u32(s) % 3u), bgr = (int)(next_u32(s) & 1); /* pixels 3..5 bytes apart */
+    const ptrdiff_t rs = (ptrdiff_t)w * ps + (ptrdiff_t)(next_u32(s) % 7u);
+    const size_t in_n = (size_t)rs * h, out_n = (size_t)nh * nw * 3, plan_n = msam_resize_plan_len(h, w, nh, nw);
+    uint8_t *x = (uint8_t *)rnd(s, in_n / 4 + 1, 0.f), *want = (uint8_t *)rnd(s, out_n / 4 + 1, 0.f);
+    uint8_t *ref = (uint8_t *)rnd(s, out_n / 4 + 1, 0.f), *got = (uint8_t *)rnd(s, out_n / 4 + 1, 0.f);
+    int32_t *plan = (int32_t *)rnd(s, plan_n, 0.f);
+    if (s->nomem) return;
+    for (size_t i = 0; i < in_n; i++) x[i] = (uint8_t)(next_u32(s) & 255);
+    if (msam_resize_plan(h, w, nh, nw, plan, plan_n) != plan_n ||
+        msam_resize_rgb8_pillow(x, h, w, rs, ps, bgr, want, nh, nw) != MSAM_OK) {
+        s->nomem = 1;
+        return;
+    }
+    msam_ref_resize_rgb8(plan, x, rs, ps, bgr, ref, nh, nw);
+    uint8_t *xd = dev(s, x, in_n), *yd = dev(s, NULL, out_n);
+    void *pd = dev(s, NULL, sizeof(int32_t) * plan_n);
+    if (s->nomem) return;
+    s->ops->resize_rgb8(s->ctx, yd, nh, nw, xd, h, w, rs, ps, bgr, plan, plan_n, pd);
+    s->ops->copy_out(s->ctx, got, yd, out_n);
+    size_t wrong = 0, ref_wrong = 0;
+    for (size_t i = 0; i < out_n; i++) wrong += got[i] != want[i], ref_wrong += ref[i] != want[i];
+    report(s, "resize_rgb8", (double)wrong, 0.0, "%dx%d (px %d, row %td%s) -> %dx%d (bytes wrong)", h, w, ps, rs,
+           bgr ? ", BGR" : "", nh, nw);
+    report(s, "resize_rgb8 (reference from the plan)", (double)ref_wrong, 0.0, "%dx%d -> %dx%d (bytes wrong)", h, w,
+           nh, nw);
+}
+
 msam_status msam_test_conformance(msam_device device, uint64_t seed, msam_conformance_fn fn, void *user,
                                   msam_error *err) {
     suite s;
@@ -403,7 +436,7 @@ msam_status msam_test_conformance(msam_device device, uint64_t seed, msam_confor
     s.fn = fn, s.user = user;
     void (*const cases[])(suite *) = {case_linear, case_matmul, case_layernorm, case_elementwise, case_transpose,
                                       case_space_to_depth, case_normalize, case_conv, case_window_attention,
-                                      case_attention, case_softmax, case_upscale, case_resize};
+                                      case_attention, case_softmax, case_upscale, case_resize, case_resize_rgb8};
     enum { REPEATS = 6 };
     for (int r = 0; r < REPEATS && !s.nomem; r++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0] && !s.nomem; c++) {

@@ -60,7 +60,7 @@ static void session_release(msam_session *s) {
     const msam_ops *ops = s->model->ops;
     msam_ctx *ctx = s->ctx;
     msam_decoder_ws *w = &s->dws;
-    void *bufs[] = {s->enc_ws, s->staging, s->input, s->embedding, s->nomask.keys0, s->nomask.keys0pe,
+    void *bufs[] = {s->enc_ws, s->staging, s->resize_plan, s->input, s->embedding, s->nomask.keys0, s->nomask.keys0pe,
                     s->nomask.proj0, s->nomask.u0, s->masked.keys0pe, s->masked.proj0, s->masked.u0,
                     w->split_m, w->rstd, w->keys, w->tmp, w->kp, w->vp, w->qp, w->att, w->dense, w->mask_tmp,
                     w->low, w->iou, w->post, w->tok, w->fold, w->mm_scratch, w->up_scratch};
@@ -93,6 +93,7 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     ALLOC(s->enc_ws, msam_encoder_workspace_bytes(model->encoder));
     /* a resized host image (uint8) is staged here where op memory is not host memory */
     if (!ops->host_memory) ALLOC(s->staging, (size_t)MSAM_IMG * MSAM_IMG * 3);
+    if (!ops->host_memory) ALLOC(s->resize_plan, sizeof(int32_t) * MSAM_RESIZE_PLAN_MAX); /* frames on the device */
     ALLOCF(s->input, (size_t)MSAM_IMG * MSAM_IMG * 3);
     ALLOCF(s->embedding, img);
     ALLOCF(s->nomask.keys0, img);

@@ -123,7 +123,12 @@ struct msam_session {
     msam_image_side nomask, masked;
     msam_decoder_ws dws;
     float *sparse_host; /* host staging for one prompt set's sparse tokens */
+    void *resize_plan;  /* op memory for a device frame's resize plan (off the host only) */
 };
+
+/* The int32s of the largest resize plan (host/pillow_resize.h) for an image within the limits
+ * resized to at most 1024 a side: per axis out * (2 + ksize) <= 2 * in + 5 * out, plus 4. */
+#define MSAM_RESIZE_PLAN_MAX ((size_t)4 + 2 * ((size_t)2 * MSAM_MAX_IMAGE_SIDE + 5 * MSAM_IMG))
 
 /* prompt.c */
 msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx, const msam_weight_table *wt,

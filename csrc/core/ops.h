@@ -138,6 +138,15 @@ typedef struct msam_ops {
                           int w, ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x,
                           const float mean[3], const float std[3]);
 
+    /* Pillow-exact BILINEAR resize (msam_resize_rgb8's result) of an RGB8 image in op memory: src
+     * h x w pixels (rows row_stride bytes apart, pixels px_stride, channels 1 byte apart, reversed
+     * when bgr) into dst nh x nw x 3 packed. plan (host memory, plan_len int32s) is
+     * msam_resize_plan's for these sizes; plan_scratch, op memory of as many int32s, is where a
+     * backend that needs the plan on its device puts it (a host->device copy). */
+    void (*resize_rgb8)(msam_ctx *ctx, uint8_t *dst, int nh, int nw, const uint8_t *src, int h, int w,
+                        ptrdiff_t row_stride, ptrdiff_t px_stride, int bgr, const int32_t *plan, size_t plan_len,
+                        void *plan_scratch);
+
     /* ---- convolutions ---- */
     /* Dense 3x3 convolution, padding 1, stride 1 or 2, on an h x w x cin map; weights from
      * PyTorch [cout][cin][3][3] (BatchNorm already folded) made by conv3x3_create. scratch holds

@@ -8,6 +8,7 @@
 
 #include "decoder.h"
 #include "model.h"
+#include "pillow_resize.h" /* host/: the resize's plan of taps */
 
 static const float PIXEL_MEAN[3] = MSAM_PIXEL_MEAN_INIT;
 static const float PIXEL_STD[3] = MSAM_PIXEL_STD_INIT;
@@ -72,6 +73,41 @@ msam_status msam_session_set_image_u8(msam_session *s, const uint8_t *rgb, int h
     if ((st = check_input_size(h, w, err))) return st;
     s->has_image = 0;
     if ((st = preprocess(s, rgb, MSAM_U8, h, w, 1, (ptrdiff_t)w * 3, 3, err))) return st;
+    return encode(s, stage_fn, stage_user, err);
+}
+
+msam_status msam_session_set_image_rgb8(msam_session *s, const uint8_t *src, int h, int w, ptrdiff_t row_stride,
+                                        ptrdiff_t px_stride, int bgr, int nh, int nw, msam_stage_fn stage_fn,
+                                        void *stage_user, msam_error *err) {
+    msam_status st;
+    if ((st = check_session(s, err))) return st;
+    if (!src) return msam_fail(err, MSAM_ERR_ARG, "image must not be NULL");
+    if (h < 1 || w < 1 || h > MSAM_MAX_IMAGE_SIDE || w > MSAM_MAX_IMAGE_SIDE || (int64_t)h * w > MSAM_MAX_IMAGE_PIXELS)
+        return msam_fail(err, MSAM_ERR_ARG, "image must be within 1..%d per side and %lld pixels, got %dx%d",
+                         MSAM_MAX_IMAGE_SIDE, (long long)MSAM_MAX_IMAGE_PIXELS, h, w);
+    if (px_stride < 3 || row_stride < (ptrdiff_t)w * px_stride)
+        return msam_fail(err, MSAM_ERR_ARG, "image pixels must be at least 3 bytes apart and rows at least a row apart, "
+                         "got %td and %td", px_stride, row_stride);
+    if ((st = check_input_size(nh, nw, err))) return st;
+    const msam_ops *ops = s->model->ops;
+    const size_t plan_n = msam_resize_plan_len(h, w, nh, nw);
+    int32_t *plan = malloc(sizeof(int32_t) * plan_n);
+    if (!plan || msam_resize_plan(h, w, nh, nw, plan, plan_n) != plan_n || plan_n > MSAM_RESIZE_PLAN_MAX) {
+        free(plan);
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory planning the resize of a %dx%d image", h, w);
+    }
+    s->has_image = 0;
+    /* the resized frame: in the u8 staging buffer off the host, else in the encoder's workspace,
+     * which the encoder overwrites only after normalize_pad has read it */
+    uint8_t *resized = ops->host_memory ? (uint8_t *)s->enc_ws : s->staging;
+    if (ops->host_memory && msam_encoder_workspace_bytes(s->model->encoder) < (size_t)nh * nw * 3) {
+        free(plan);
+        return msam_fail(err, MSAM_ERR_STATE, "the encoder workspace cannot hold a %dx%d frame", nh, nw);
+    }
+    ops->resize_rgb8(s->ctx, resized, nh, nw, src, h, w, row_stride, px_stride, bgr, plan, plan_n, s->resize_plan);
+    free(plan); /* a device backend copied it (from pageable memory: staged before the call returned) */
+    ops->normalize_pad(s->ctx, s->input, MSAM_IMG, resized, MSAM_U8, nh, nw, 1, (ptrdiff_t)nw * 3, 3, PIXEL_MEAN,
+                       PIXEL_STD);
     return encode(s, stage_fn, stage_user, err);
 }
 

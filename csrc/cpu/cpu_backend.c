@@ -6,7 +6,8 @@
 
 #include "cpu_backend.h"
 #include "cpu_kernels.h"
-#include "mask_resize.h" /* host/: the torch-exact mask resize */
+#include "mask_resize.h"   /* host/: the torch-exact mask resize */
+#include "pillow_resize.h" /* host/: the Pillow-exact image resize */
 #include "threads.h"
 
 /* The CPU context: counters, the op trace, and per-thread score rows for attention (so no op
@@ -167,6 +168,14 @@ static void cpu_normalize_pad(msam_ctx *ctx, float *y, int side, const void *x, 
     msam_cpu_normalize_pad(y, side, x, type, h, w, stride_c, stride_y, stride_x, mean, std);
 }
 
+/* Op memory is host memory: the host resize, which needs no plan (it makes its own taps). */
+static void cpu_resize_rgb8(msam_ctx *ctx, uint8_t *dst, int nh, int nw, const uint8_t *src, int h, int w,
+                            ptrdiff_t row_stride, ptrdiff_t px_stride, int bgr, const int32_t *plan, size_t plan_len,
+                            void *plan_scratch) {
+    trace(ctx, "resize_rgb8");
+    msam_resize_rgb8_pillow(src, h, w, row_stride, px_stride, bgr, dst, nh, nw); /* sizes checked by the caller */
+}
+
 static msam_linear *cpu_conv3x3_create(msam_ctx *ctx, const float *w, const float *bias, int cout, int cin) {
     ctx->counters.allocs++;
     return msam_cpu_conv3x3_create(w, bias, cout, cin);
@@ -266,6 +275,7 @@ static const msam_ops g_cpu_ops = {
     .transpose = cpu_transpose,
     .space_to_depth2 = cpu_space_to_depth2,
     .normalize_pad = cpu_normalize_pad,
+    .resize_rgb8 = cpu_resize_rgb8,
     .conv3x3_create = cpu_conv3x3_create,
     .conv3x3_scratch_bytes = msam_cpu_conv3x3_scratch_bytes,
     .conv3x3 = cpu_conv3x3,

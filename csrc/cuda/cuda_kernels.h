@@ -63,6 +63,11 @@ int msam_cuda_normalize_pad(cudaStream_t stream, float *y, int side, const void 
                             ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float *mean,
                             const float *std, int *nonfinite);
 
+/* ops->resize_rgb8: the Pillow-exact resize of an RGB8 frame on the device into dst nh x nw x 3
+ * packed, from plan (device memory: host/pillow_resize.h's msam_resize_plan for these sizes). */
+int msam_cuda_resize_rgb8(cudaStream_t stream, uint8_t *dst, int nh, int nw, const uint8_t *src,
+                          ptrdiff_t row_stride, ptrdiff_t px_stride, int bgr, const int32_t *plan);
+
 /* torch interpolate(bilinear, align_corners=False) of one plane sh x sw (rows src_ld apart) to
  * dh x dw (rows dst_ld apart), only the top-left crop_h x crop_w written; bit-identical to the
  * CPU backend (cpu/resize.h). The _mask form writes 1 where that float is > 0, else 0. */

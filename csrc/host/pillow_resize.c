@@ -372,3 +372,68 @@ msam_status msam_resize_rgb8(const uint8_t *src, int h, int w, ptrdiff_t src_row
     if (st) return msam_fail(err, st, "out of memory resizing a %dx%d image to %dx%d", h, w, nh, nw);
     return MSAM_OK;
 }
+
+/* ---- the same resize as a plan of taps, for a kernel that computes each pixel on its own ---- */
+
+/* Identity taps (an axis whose size is unchanged): one tap of 1.0, which rounds back to the
+ * sample exactly, as Pillow skipping the pass does. */
+static int pil_axis_identity(pil_axis *a, int size)
+{
+    a->ksize = 1;
+    a->lo = malloc((size_t)size * sizeof(int));
+    a->n = malloc((size_t)size * sizeof(int));
+    a->k = malloc((size_t)size * sizeof(int32_t));
+    if (!a->lo || !a->n || !a->k) {
+        pil_axis_free(a);
+        return -1;
+    }
+    for (int i = 0; i < size; i++)
+        a->lo[i] = i, a->n[i] = 1, a->k[i] = (int32_t)1 << PIL_FRAC_BITS;
+    return 0;
+}
+
+static size_t pil_ksize(int in_size, int out_size)
+{
+    if (in_size == out_size)
+        return 1;
+    double scale = (double)(float)in_size / out_size;
+    double support = scale < 1.0 ? 1.0 : scale;
+    return (size_t)ceil(support) * 2 + 1;
+}
+
+size_t msam_resize_plan_len(int h, int w, int nh, int nw)
+{
+    if (h < 1 || w < 1 || nh < 1 || nw < 1)
+        return 0;
+    return 4 + (size_t)nw * (2 + pil_ksize(w, nw)) + (size_t)nh * (2 + pil_ksize(h, nh));
+}
+
+static int32_t *pil_axis_put(int32_t *p, const pil_axis *a, int out)
+{
+    for (int i = 0; i < out; i++)
+        *p++ = a->lo[i];
+    for (int i = 0; i < out; i++)
+        *p++ = a->n[i];
+    memcpy(p, a->k, sizeof(int32_t) * (size_t)out * (size_t)a->ksize);
+    return p + (size_t)out * (size_t)a->ksize;
+}
+
+size_t msam_resize_plan(int h, int w, int nh, int nw, int32_t *plan, size_t cap)
+{
+    const size_t len = msam_resize_plan_len(h, w, nh, nw);
+    if (!len || !plan || cap < len)
+        return 0;
+    pil_axis horiz = {0}, vert = {0};
+    int ok = (nw == w ? pil_axis_identity(&horiz, nw) : pil_axis_build(&horiz, w, nw)) == 0;
+    ok = ok && (nh == h ? pil_axis_identity(&vert, nh) : pil_axis_build(&vert, h, nh)) == 0;
+    if (ok) {
+        /* the pass order of msam_resize_rgb8_pillow: vertical first only when both sizes change
+         * and the height shrinks by more than twice what the width does */
+        const int v_first = nh != h && nw != w && (long long)h - nh > 0 && (long long)h - nh > 2 * ((long long)w - nw);
+        plan[0] = horiz.ksize, plan[1] = vert.ksize, plan[2] = v_first, plan[3] = 0;
+        pil_axis_put(pil_axis_put(plan + 4, &horiz, nw), &vert, nh);
+    }
+    pil_axis_free(&horiz);
+    pil_axis_free(&vert);
+    return ok ? len : 0;
+}

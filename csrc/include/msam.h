@@ -86,6 +86,8 @@ msam_device msam_buffer_device(const msam_buffer *b);
 /* Copy bytes from offset of b into host memory, waiting for the copy (a device->host transfer
  * on a GPU backend). */
 msam_status msam_buffer_read(const msam_buffer *b, size_t offset, void *host, size_t bytes, msam_error *err);
+/* Copy bytes from host memory into b at offset, waiting for the copy. */
+msam_status msam_buffer_write(msam_buffer *b, size_t offset, const void *host, size_t bytes, msam_error *err);
 /* Order work later submitted to consumer_stream (a cudaStream_t as an integer, valid on b's device:
  * DLPack's __dlpack__(stream=...)) after everything issued so far that may write b, with no host
  * wait. MSAM_OK and nothing to do on the CPU. */
@@ -111,6 +113,12 @@ msam_status msam_resize_rgb8(const uint8_t *src, int h, int w, ptrdiff_t src_row
 /* Encode an image already resized so its long side is 1024 (h x w x 3 packed uint8 RGB). */
 msam_status msam_session_set_image_u8(msam_session *s, const uint8_t *rgb, int h, int w,
                                       msam_stage_fn stage_fn, void *stage_user, msam_error *err);
+/* Resize (Pillow-exact BILINEAR, as msam_resize_rgb8) and encode an RGB8 image that is already in
+ * the model's backend memory (a frame on the GPU): h x w pixels, rows row_stride bytes apart,
+ * pixels px_stride, channels 1 byte apart (BGR when bgr), resized to nh x nw (long side 1024). */
+msam_status msam_session_set_image_rgb8(msam_session *s, const uint8_t *src, int h, int w, ptrdiff_t row_stride,
+                                        ptrdiff_t px_stride, int bgr, int nh, int nw, msam_stage_fn stage_fn,
+                                        void *stage_user, msam_error *err);
 /* Encode a 3 x h x w float image of raw pixel values (not normalised; long side 1024),
  * addressed through element strides (c, y, x). */
 msam_status msam_session_set_image_f32(msam_session *s, const float *chw, int h, int w,

@@ -3,6 +3,7 @@
  * __dlpack_device__) and copies to the host only on request (__array__, numpy(), cpu()). */
 #include "binding.h"
 #include "dlpack_abi.h"
+#include "py_model.h"
 
 #include <string.h>
 
@@ -13,13 +14,14 @@ typedef struct {
     PyObject *owner;   /* the Model whose backend holds buf (kept alive while buf is) */
     int ndim;
     int64_t shape[4];
-    int typenum;       /* NPY_FLOAT32 or NPY_BOOL */
+    int typenum;       /* NPY_FLOAT32, NPY_BOOL or NPY_UINT8 */
     int dev_type, dev_id;
 } ArrayObject;
 
 PyTypeObject *msam_py_ArrayType = NULL;
 
 static size_t item_size(int typenum) { return typenum == NPY_FLOAT32 ? 4 : 1; }
+static const char *type_str(int typenum) { return typenum == NPY_FLOAT32 ? "<f4" : typenum == NPY_UINT8 ? "|u1" : "|b1"; }
 
 static size_t array_nbytes(const ArrayObject *a) {
     size_t n = item_size(a->typenum);
@@ -313,7 +315,7 @@ static PyObject *Array_dlpack(PyObject *self, PyObject *args, PyObject *kwargs) 
     t.device.device_type = src->dev_type;
     t.device.device_id = src->dev_id;
     t.ndim = src->ndim;
-    t.dtype.code = src->typenum == NPY_FLOAT32 ? MSAM_DL_FLOAT : MSAM_DL_BOOL;
+    t.dtype.code = src->typenum == NPY_FLOAT32 ? MSAM_DL_FLOAT : src->typenum == NPY_UINT8 ? MSAM_DL_UINT : MSAM_DL_BOOL;
     t.dtype.bits = src->typenum == NPY_FLOAT32 ? 32 : 8;
     t.dtype.lanes = 1;
     t.shape = e->shape;
@@ -388,7 +390,7 @@ static PyObject *Array_get_cai(PyObject *self, void *c) {
         }
         PyTuple_SET_ITEM(shape, d, n);
     }
-    return Py_BuildValue("{sNsss(KO)sisOsi}", "shape", shape, "typestr", a->typenum == NPY_FLOAT32 ? "<f4" : "|b1",
+    return Py_BuildValue("{sNsss(KO)sisOsi}", "shape", shape, "typestr", type_str(a->typenum),
                          "data", (unsigned long long)(uintptr_t)array_data(a), Py_False, "version", 3, "strides",
                          Py_None, "stream", 1);
 }
@@ -412,12 +414,42 @@ static PyObject *Array_repr(PyObject *self) {
     ArrayObject *a = (ArrayObject *)self;
     PyObject *shape = Array_get_shape(self, NULL), *dev = Array_get_device(self, NULL);
     PyObject *r = shape && dev ? PyUnicode_FromFormat("mobile_sam_c.Array(shape=%R, dtype=%s, device='%U')", shape,
-                                                      a->typenum == NPY_FLOAT32 ? "float32" : "bool", dev)
+                                                      a->typenum == NPY_FLOAT32 ? "float32" : a->typenum == NPY_UINT8 ? "uint8" : "bool", dev)
                                : NULL;
     Py_XDECREF(shape);
     Py_XDECREF(dev);
     return r;
 }
+
+/* _device_array(model, array): a copy of a host float32 / uint8 / bool array (ndim 1..4) as an
+ * Array in the model's backend memory (a frame "already on the GPU" for tests and examples). */
+static PyObject *device_array(PyObject *mod, PyObject *args) {
+    PyObject *model_obj, *obj;
+    if (!PyArg_ParseTuple(args, "O!O:_device_array", msam_py_ModelType, &model_obj, &obj)) return NULL;
+    PyArrayObject *h = (PyArrayObject *)PyArray_FROM_OF(obj, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    if (!h) return NULL;
+    const int t = PyArray_TYPE(h), nd = PyArray_NDIM(h);
+    if ((t != NPY_FLOAT32 && t != NPY_UINT8 && t != NPY_BOOL) || nd < 1 || nd > 4) {
+        Py_DECREF(h);
+        return PyErr_Format(msam_py_InputError, "array must be float32, uint8 or bool with 1..4 dimensions");
+    }
+    PyObject *arr = msam_py_array_new(model_obj, ((ModelObject *)model_obj)->model, nd, PyArray_DIMS(h), t);
+    if (arr) {
+        msam_error err = {{0}};
+        msam_status st = msam_buffer_write(((ArrayObject *)arr)->buf, 0, PyArray_DATA(h), (size_t)PyArray_NBYTES(h), &err);
+        if (st) {
+            Py_CLEAR(arr);
+            msam_py_raise(st, &err);
+        }
+    }
+    Py_DECREF(h);
+    return arr;
+}
+
+static PyMethodDef module_functions[] = {
+    {"_device_array", device_array, METH_VARARGS,
+     "_device_array(model, array) -> Array: a host array copied into the model's backend memory."},
+    {NULL, NULL, 0, NULL}};
 
 static PyMethodDef Array_methods[] = {
     {"__dlpack__", (PyCFunction)(void (*)(void))Array_dlpack, METH_VARARGS | METH_KEYWORDS,
@@ -461,5 +493,5 @@ int msam_py_add_array(PyObject *m) {
         return -1;
     }
     Py_INCREF(tp); /* the global keeps one reference */
-    return 0;
+    return PyModule_AddFunctions(m, module_functions);
 }

@@ -3,6 +3,7 @@
  * with the GIL released. The predictor's lock covers every read and write of its image state. */
 #include "binding.h"
 #include "core/msam_test.h" /* _op_trace (test hook) */
+#include "dlpack_in.h"
 #include "prompt_args.h"
 #include "py_model.h"
 
@@ -149,6 +150,56 @@ static void image_set(PredictorObject *p, int oh, int ow, int ih, int iw) {
     Py_CLEAR(p->features);
 }
 
+/* A frame already on the model's GPU (DLPack device (2, 0), uint8 HxWx3, channels 1 byte apart):
+ * resized (Pillow-exact) and encoded there, never brought to the host. */
+static PyObject *set_image_on_device(PredictorObject *p, PyObject *image, int bgr) {
+    msam_py_dl_import in;
+    if (msam_py_dlpack_import(image, 1, &in) < 0) return NULL; /* 1: we consume after the legacy stream */
+    const msam_dl_tensor *t = in.t;
+    const char *bad = NULL;
+    if (t->device.device_type != MSAM_DL_CUDA || t->device.device_id != 0)
+        bad = "must be on the model's GPU, cuda:0";
+    else if (t->dtype.code != MSAM_DL_UINT || t->dtype.bits != 8 || t->dtype.lanes != 1)
+        bad = "must be uint8";
+    else if (t->ndim != 3 || t->shape[2] != 3 || t->shape[0] < 1 || t->shape[1] < 1)
+        bad = "must be HxWx3 with H, W >= 1";
+    if (bad) {
+        PyErr_Format(msam_py_InputError, "image on a GPU %s (got device (%d, %d), dtype code %d bits %d, ndim %d)", bad,
+                     (int)t->device.device_type, (int)t->device.device_id, (int)t->dtype.code, (int)t->dtype.bits,
+                     (int)t->ndim);
+        msam_py_dlpack_release(&in);
+        return NULL;
+    }
+    const int64_t h = t->shape[0], w = t->shape[1];
+    const int64_t rs = t->strides ? t->strides[0] : w * 3, ps = t->strides ? t->strides[1] : 3;
+    if ((t->strides && t->strides[2] != 1) || ps < 3 || rs < w * ps) {
+        PyErr_Format(msam_py_InputError, "image on a GPU must have its channels 1 byte apart, pixels >= 3 bytes apart "
+                     "and rows apart by at least a row (got strides %lld, %lld, %lld): make it contiguous",
+                     (long long)rs, (long long)ps, (long long)(t->strides ? t->strides[2] : 1));
+        msam_py_dlpack_release(&in);
+        return NULL;
+    }
+    if (check_image_limits(h, w, "image") < 0) {
+        msam_py_dlpack_release(&in);
+        return NULL;
+    }
+    int nh, nw;
+    msam_py_preprocess_shape((int)h, (int)w, &nh, &nw);
+    const uint8_t *src = (const uint8_t *)t->data + t->byte_offset;
+    msam_error err = {{0}};
+    msam_status st;
+    lock_take(p);
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_session_set_image_rgb8(p->sess, src, (int)h, (int)w, (ptrdiff_t)rs, (ptrdiff_t)ps, bgr, nh, nw, NULL,
+                                     NULL, &err);
+    Py_END_ALLOW_THREADS
+    image_set(p, (int)h, (int)w, nh, nw); /* a failed set leaves no image: its sizes go too */
+    lock_give(p);
+    msam_py_dlpack_release(&in); /* our stream's reads are ordered before anything the producer does later */
+    if (st) return msam_py_raise(st, &err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Predictor_set_image(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"image", "image_format", NULL};
     PyObject *image;
@@ -157,6 +208,12 @@ static PyObject *Predictor_set_image(PyObject *self, PyObject *args, PyObject *k
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|s:set_image", kwlist, &image, &format) || !ready(p)) return NULL;
     if (strcmp(format, "RGB") != 0 && strcmp(format, "BGR") != 0)
         return PyErr_Format(msam_py_InputError, "image_format must be in ['RGB', 'BGR'], is %s.", format);
+    if (p->model->device != MSAM_DEVICE_CPU) {
+        int dev_type, dev_id;
+        const int speaks = msam_py_dlpack_device(image, "image", &dev_type, &dev_id);
+        if (speaks < 0) return NULL;
+        if (speaks && dev_type == MSAM_DL_CUDA) return set_image_on_device(p, image, strcmp(format, "BGR") == 0);
+    }
     PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_O(image);
     if (!arr) {
         PyErr_Clear();

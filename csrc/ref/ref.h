@@ -65,6 +65,11 @@ void msam_ref_space_to_depth2(float *y, const float *x, int h, int w, int c);
 void msam_ref_normalize_pad(float *y, int side, const void *x, msam_dtype type, int h, int w, ptrdiff_t stride_c,
                             ptrdiff_t stride_y, ptrdiff_t stride_x, const float mean[3], const float std[3]);
 /* torch's bilinear interpolate (align_corners=False), the top-left crop_h x crop_w of dh x dw. */
+/* Pillow-exact RGB8 resize from its plan (host/pillow_resize.h msam_resize_plan): src rows
+ * row_stride bytes apart, pixels px_stride, channels 1 byte apart (reversed when bgr); dst
+ * nh x nw x 3 packed. */
+void msam_ref_resize_rgb8(const int32_t *plan, const uint8_t *src, ptrdiff_t row_stride, ptrdiff_t px_stride,
+                          int bgr, uint8_t *dst, int nh, int nw);
 void msam_ref_resize_bilinear(const float *src, int sh, int sw, ptrdiff_t src_ld, float *dst, int dh, int dw,
                               ptrdiff_t dst_ld, int crop_h, int crop_w);
 

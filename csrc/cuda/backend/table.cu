@@ -52,6 +52,18 @@ static void normalize_pad(msam_ctx *ctx, float *y, int side, const void *x, msam
                                                   stride_x, mean, std, NULL));
 }
 
+/* The plan goes to the device first (one host->device copy, counted), then one kernel. */
+static void resize_rgb8(msam_ctx *ctx, uint8_t *dst, int nh, int nw, const uint8_t *src, int h, int w,
+                        ptrdiff_t row_stride, ptrdiff_t px_stride, int bgr, const int32_t *plan, size_t plan_len,
+                        void *plan_scratch) {
+    if (!msam_cuda_op(ctx, "resize_rgb8")) return;
+    ctx->counters.h2d++;
+    msam_cuda_record(ctx, (int)cudaMemcpyAsync(plan_scratch, plan, sizeof(int32_t) * plan_len,
+                                               cudaMemcpyHostToDevice, ctx->stream));
+    msam_cuda_record(ctx, msam_cuda_resize_rgb8(ctx->stream, dst, nh, nw, src, row_stride, px_stride, bgr,
+                                                (const int32_t *)plan_scratch));
+}
+
 static void dwconv3x3(msam_ctx *ctx, float *y, const float *x, int h, int w, int c, int stride, const float *w9c,
                       const float *bias, msam_act act) {
     if (!msam_cuda_op(ctx, "dwconv3x3")) return;
@@ -132,6 +144,7 @@ static const msam_ops g_cuda_ops = {
     .transpose = transpose,
     .space_to_depth2 = space_to_depth2,
     .normalize_pad = normalize_pad,
+    .resize_rgb8 = resize_rgb8,
     .conv3x3_create = msam_cuda_conv3x3_create,
     .conv3x3_scratch_bytes = msam_cuda_conv3x3_scratch_bytes,
     .conv3x3 = msam_cuda_conv3x3,
