@@ -14,15 +14,19 @@ from .host_tensor import HostTensor, host_tensor
 from .transforms import ResizeLongestSide
 
 _DLPACK_CPU = 1
+_DLPACK_CUDA = 2
 
 
-def _host_array(x: Any, name: str) -> Any:
+def _host_array(x: Any, name: str, gpu_ok: bool = False) -> Any:
     """Any array (NumPy, a torch tensor, anything speaking DLPack or __array__) readable on the
-    host, without copying where possible. Arrays on another device are refused by name."""
+    host, without copying where possible. Arrays on another device are refused by name, except
+    GPU arrays where gpu_ok (a CUDA model takes them as they are, through DLPack)."""
     if x is None or isinstance(x, np.ndarray):
         return x
     if hasattr(x, "__dlpack_device__"):
         dev = _dlpack_device(x, name)
+        if gpu_ok and dev[0] == _DLPACK_CUDA:
+            return x
         if dev[0] != _DLPACK_CPU:
             raise _C.InputError(f"{name} lives on DLPack device {tuple(dev)}; this model runs on the CPU, "
                                 "so pass an array in host memory")
@@ -103,8 +107,10 @@ class SamPredictor(_C.Predictor):
         return_masks=False skips the post-processing: masks are None (IoU and low-res only)."""
         inputs = (point_coords, point_labels, boxes, mask_input)
         probe = kpi.start(self)  # None unless someone listens to KPI events
-        outs = super().predict_torch(_host_array(point_coords, "point_coords"), _host_array(point_labels, "point_labels"),
-                                     _host_array(boxes, "boxes"), _host_array(mask_input, "mask_input"),
+        gpu = self.device != "cpu"  # a CUDA model encodes GPU prompts on the GPU
+        outs = super().predict_torch(_host_array(point_coords, "point_coords", gpu),
+                                     _host_array(point_labels, "point_labels", gpu),
+                                     _host_array(boxes, "boxes", gpu), _host_array(mask_input, "mask_input"),
                                      multimask_output, return_logits, as_numpy, return_low_res,
                                      return_masks=return_masks)
         if not as_numpy and any(_is_torch_tensor(x) for x in inputs):

@@ -194,7 +194,7 @@ static void resident_predict(void) {
     if (ok) {
         const float coords[2] = {500.0f, 400.0f};
         const int32_t labels[1] = {1};
-        msam_prompts p = {1, 1, coords, labels, NULL, NULL, 0};
+        msam_prompts p = {1, 1, coords, labels, NULL, NULL, 0, 0, 0};
         msam_outputs o = {1, 0, 300, 400, 768, 1024, msam_buffer_data(masks), msam_buffer_data(iou), NULL, NULL, 0.0f};
         emu_counters e0, e1;
         msam_counters c0, c1;

@@ -140,6 +140,37 @@ CHECKS = textwrap.dedent(r'''
     arrays["three_gpu_rec_low"], arrays["three_gpu_rep_low"] = host(new_shape[0][2]), host(new_shape[1][2])
     arrays["three_cpu"] = host(cpu.predict(**three)[0])
 
+    # GPU prompts (predict_torch, 1024 frame): encoded on the device, the same masks as host prompts
+    pts = np.array([[[200.0, 300.0], [600.0, 500.0]], [[420.0, 120.0], [80.0, 700.0]]], np.float32)
+    lab = np.array([[1, 0], [1, 1]], np.int64)
+    bxs = np.array([[100, 120, 600, 500], [300, 50, 900, 700]], np.float32)
+    host_out = gpu.predict_torch(pts, lab.astype(np.int32), bxs, return_logits=True, as_numpy=True)
+    dev_in = [C._device_array(gpu_model, x) for x in (pts, lab.astype(np.int32), bxs)]
+    c0 = gpu.transfer_counts()
+    dev_out = gpu.predict_torch(*dev_in, return_logits=True, as_numpy=False)
+    c1 = gpu.transfer_counts()
+    meta["gpu_prompt_counts"] = {k: c1[k] - c0[k] for k in c1}
+    for i, tag in enumerate(("masks", "iou", "low")):
+        arrays[f"gpu_prompts_host_{tag}"], arrays[f"gpu_prompts_dev_{tag}"] = host(host_out[i]), dev_out[i].numpy()
+    # int64 labels (torch's default), points only (a padding token), and a box alone
+    only_pts = gpu.predict_torch(C._device_array(gpu_model, pts), C._device_array(gpu_model, lab),  # int64 labels
+                                 return_logits=True, as_numpy=True)
+    only_pts_host = gpu.predict_torch(pts, lab.astype(np.int32), return_logits=True, as_numpy=True)
+    only_box = gpu.predict_torch(None, None, C._device_array(gpu_model, bxs), return_logits=True, as_numpy=True)
+    only_box_host = gpu.predict_torch(None, None, bxs, return_logits=True, as_numpy=True)
+    arrays["gpu_prompts_pts"], arrays["gpu_prompts_pts_host"] = host(only_pts[0]), host(only_pts_host[0])
+    arrays["gpu_prompts_box"], arrays["gpu_prompts_box_host"] = host(only_box[0]), host(only_box_host[0])
+    errors = []
+    for args in ((C._device_array(gpu_model, pts), lab.astype(np.int32), None),            # mixed host / GPU
+                 (C._device_array(gpu_model, pts), C._device_array(gpu_model, lab.astype(np.float32)), None),
+                 (C._device_array(gpu_model, pts[:, :, :1].copy()), C._device_array(gpu_model, lab.astype(np.int32)), None)):
+        try:
+            gpu.predict_torch(*args)
+            errors.append("accepted")
+        except C.InputError as e:
+            errors.append(str(e)[:30])
+    meta["gpu_prompt_errors"] = errors
+
     # a batch of boxes in one pass (predict_torch's layout: B x 4 in the 1024 input frame)
     boxes = np.array([[100, 120, 600, 500], [300, 50, 900, 700], [0, 0, 1023, 680]], np.float32)
     for tag, p in (("cpu", cpu), ("gpu", gpu)):
@@ -289,6 +320,22 @@ def test_a_prompt_shape_seen_before_replays_its_recorded_decode(emulated):
     # and the replayed three-point decode is the CPU's (logits within the parity band)
     cpu = a["three_cpu"]
     assert np.abs(a["three_gpu_rep"] - cpu).max() <= 1e-3 * max(1.0, np.abs(cpu).max())
+
+
+def test_gpu_prompts_are_encoded_on_the_device(emulated):
+    """predict_torch with prompts already on the GPU (DLPack): tokens made by the device op
+    (prompt_tokens), nothing copied in or back; the masks those of the same prompts from the host."""
+    meta, a = emulated
+    d = meta["gpu_prompt_counts"]
+    assert d["h2d"] == 0 and d["d2h"] == 0 and d["syncs"] == 0 and d["allocs"] == 0, d
+    for tag in ("masks", "iou", "low"):
+        want, got = a[f"gpu_prompts_host_{tag}"], a[f"gpu_prompts_dev_{tag}"]
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), tag
+    for kind in ("pts", "box"):
+        want = a[f"gpu_prompts_{kind}_host"]
+        assert np.abs(a[f"gpu_prompts_{kind}"] - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), kind
+    assert meta["gpu_prompt_errors"][0].startswith("point_coords, point_labels and"), meta["gpu_prompt_errors"]
+    assert all(e.startswith("point_") for e in meta["gpu_prompt_errors"][1:]), meta["gpu_prompt_errors"]
 
 
 def test_batched_boxes_match_the_cpu_backend(emulated):

@@ -392,6 +392,30 @@ static void case_resize(suite *s) {
            cw);
 }
 
+/* GPU prompts' tokens: points (int32 or int64 labels, -1..2), padding, a box, against the plain form. */
+static void case_prompt_tokens(suite *s) {
+    const int n = (int)(next_u32(s) % 6u), has_box = n == 0 || (next_u32(s) & 1), pad = n > 0 && !has_box;
+    const int l64 = (int)(next_u32(s) & 1), T = n + pad + 2 * has_box;
+    float *coords = rnd(s, 2 * (size_t)n + 1, 600.0f), *box = rnd(s, 4, 600.0f), *tables = rnd(s, 256 + 5 * 256, 1.0f);
+    float *want = rnd(s, (size_t)T * 256, 0.f);
+    int64_t *labels = (int64_t *)rnd(s, 2 * (size_t)n + 2, 0.f);
+    if (s->nomem) return;
+    for (int i = 0; i < 2 * n; i++) coords[i] += 500.0f; /* -100 .. 1100: in and outside the frame */
+    for (int i = 0; i < n; i++) {
+        const int32_t l = (int32_t)(next_u32(s) % 4u) - 1;
+        if (l64) labels[i] = l;
+        else ((int32_t *)labels)[i] = l;
+    }
+    msam_ref_prompt_tokens(want, coords, labels, l64, n, pad, has_box ? box : NULL, tables);
+    float *cd = dev(s, coords, sizeof(float) * (2 * (size_t)n + 1)), *bd = dev(s, box, sizeof(float) * 4);
+    float *td = dev(s, tables, sizeof(float) * (256 + 5 * 256)), *yd = dev(s, NULL, sizeof(float) * T * 256);
+    void *ld = dev(s, labels, sizeof(int64_t) * ((size_t)n + 1));
+    if (s->nomem) return;
+    s->ops->prompt_tokens(s->ctx, yd, n ? cd : NULL, n ? ld : NULL, l64, n, pad, has_box ? bd : NULL, td);
+    report(s, "prompt_tokens", rel_err(back(s, yd, (size_t)T * 256), want, (size_t)T * 256), 1e-5,
+           "%d points%s%s, int%d labels", n, pad ? " + pad" : "", has_box ? " + box" : "", l64 ? 64 : 32);
+}
+
 /* Pillow's resize of a strided RGB8 image in op memory: the table's op, and the plain reference
  * from the plan, both bit for bit against the host resize (itself tested against Pillow). */
 static void case_resize_rgb8(suite *s) {
@@ -436,7 +460,7 @@ msam_status msam_test_conformance(msam_device device, uint64_t seed, msam_confor
     s.fn = fn, s.user = user;
     void (*const cases[])(suite *) = {case_linear, case_matmul, case_layernorm, case_elementwise, case_transpose,
                                       case_space_to_depth, case_normalize, case_conv, case_window_attention,
-                                      case_attention, case_softmax, case_upscale, case_resize, case_resize_rgb8};
+                                      case_attention, case_softmax, case_upscale, case_resize, case_resize_rgb8, case_prompt_tokens};
     enum { REPEATS = 6 };
     for (int r = 0; r < REPEATS && !s.nomem; r++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0] && !s.nomem; c++) {

@@ -50,6 +50,7 @@ typedef struct {
     float gauss[2 * 128];
     float point_emb[4][MSAM_EMB];
     float not_a_point[MSAM_EMB];
+    float *tables;  /* op memory: the three above in one block, for ops->prompt_tokens (GPU prompts) */
     float *no_mask; /* op memory, 256: broadcast over the image by add_row */
     /* mask downscaling: 2x2 s2 convs as linears over space-to-depth patches */
     msam_linear *md0, *md3, *md6;

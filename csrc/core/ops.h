@@ -147,6 +147,16 @@ typedef struct msam_ops {
                         ptrdiff_t row_stride, ptrdiff_t px_stride, int bgr, const int32_t *plan, size_t plan_len,
                         void *plan_scratch);
 
+    /* The sparse prompt tokens of one prompt set from prompts in op memory (GPU prompts, the
+     * prompt encoder's _embed_points / _embed_boxes): n points (coords n x 2 in the 1024 frame,
+     * labels int32, or int64 when labels_int64), a padding point when pad, then the two corners of
+     * box (4 floats, or NULL) into out ((n + pad + 2 * has box) x 256). tables (op memory) holds
+     * the random-Fourier matrix (2 x 128), the four point embeddings (4 x 256) and not-a-point
+     * (256). Label -1: not-a-point; 0 and 1: their embedding added to the encoding; others: the
+     * encoding alone, as the original does. */
+    void (*prompt_tokens)(msam_ctx *ctx, float *out, const float *coords, const void *labels, int labels_int64,
+                          int n, int pad, const float *box, const float *tables);
+
     /* ---- convolutions ---- */
     /* Dense 3x3 convolution, padding 1, stride 1 or 2, on an h x w x cin map; weights from
      * PyTorch [cout][cin][3][3] (BatchNorm already folded) made by conv3x3_create. scratch holds

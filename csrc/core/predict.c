@@ -194,9 +194,11 @@ static msam_status check_prompts(const msam_prompts *p, msam_error *err) {
     if (p->n_points > MSAM_MAX_PROMPT_POINTS)
         return msam_fail(err, MSAM_ERR_ARG, "point_coords must have at most %d points per prompt set, got %d",
                          MSAM_MAX_PROMPT_POINTS, p->n_points);
-    if (p->n_points > 0) {
-        if (!p->coords || !p->labels)
-            return msam_fail(err, MSAM_ERR_ARG, "point_coords and point_labels must both be given");
+    if (p->n_points > 0 && (!p->coords || !p->labels))
+        return msam_fail(err, MSAM_ERR_ARG, "point_coords and point_labels must both be given");
+    if (p->on_device && p->n_points == 0 && !p->boxes)
+        return msam_fail(err, MSAM_ERR_ARG, "GPU prompts need points or boxes");
+    if (p->n_points > 0 && !p->on_device) { /* GPU prompts stay unread (see msam_prompts) */
         size_t n = (size_t)p->batch * p->n_points;
         for (size_t i = 0; i < n; i++) {
             if (p->labels[i] < -1 || p->labels[i] > 1)
@@ -205,7 +207,7 @@ static msam_status check_prompts(const msam_prompts *p, msam_error *err) {
                 return msam_fail(err, MSAM_ERR_ARG, "point_coords must be finite");
         }
     }
-    if (p->boxes)
+    if (p->boxes && !p->on_device)
         for (size_t i = 0; i < (size_t)p->batch * 4; i++)
             if (!isfinite(p->boxes[i])) return msam_fail(err, MSAM_ERR_ARG, "box must be finite");
     if (p->mask_input) {
@@ -235,6 +237,7 @@ msam_status msam_encode_prompts(msam_session *s, const msam_prompts *p, float *s
     const msam_model *m = s->model;
     const msam_ops *ops = m->ops;
     int T = msam_sparse_token_count(p);
+    if (p->on_device) return msam_fail(err, MSAM_ERR_ARG, "the prompt encoder alone takes host prompts only");
     if (sparse && T > 0)
         for (int b = 0; b < p->batch; b++) msam_prompt_sparse(&m->prompt, p, b, sparse + (size_t)b * T * MSAM_EMB);
     if (dense_hwc) {
@@ -300,8 +303,18 @@ msam_status msam_predict(msam_session *s, const msam_prompts *p, msam_outputs *o
             masked_for = want;
             side = &s->masked;
         }
-        msam_prompt_sparse(&s->model->prompt, p, b, s->sparse_host);
-        if (Ts > 0) ops->copy_in(s->ctx, msam_decoder_sparse_slot(&s->dws), s->sparse_host, sizeof(float) * Ts * MSAM_EMB);
+        if (p->on_device) { /* encoded where they are */
+            const size_t lsz = p->labels_int64 ? sizeof(int64_t) : sizeof(int32_t);
+            ops->prompt_tokens(s->ctx, msam_decoder_sparse_slot(&s->dws),
+                               p->n_points ? p->coords + (size_t)b * p->n_points * 2 : NULL,
+                               p->n_points ? (const char *)p->labels + (size_t)b * p->n_points * lsz : NULL,
+                               p->labels_int64, p->n_points, p->n_points > 0 && !p->boxes,
+                               p->boxes ? p->boxes + (size_t)b * 4 : NULL, s->model->prompt.tables);
+        } else {
+            msam_prompt_sparse(&s->model->prompt, p, b, s->sparse_host);
+            if (Ts > 0)
+                ops->copy_in(s->ctx, msam_decoder_sparse_slot(&s->dws), s->sparse_host, sizeof(float) * Ts * MSAM_EMB);
+        }
         float *low_out = o->low_res ? o->low_res + (o->kept ? made : (size_t)b * n) * low_plane : NULL;
         uint8_t *kept = o->kept ? o->kept + (size_t)b * n : NULL;
         float *low = low_out ? low_out : s->dws.low;

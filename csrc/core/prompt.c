@@ -103,6 +103,14 @@ msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *c
         if ((st = copy_row(pw->point_emb[i], wt, name, err))) return st;
     }
     if ((st = copy_row(pw->not_a_point, wt, "prompt_encoder.not_a_point_embed.weight", err))) return st;
+    {
+        float tables[2 * PE_FEATS + 5 * MSAM_EMB]; /* gauss | point_emb | not_a_point (ops.h prompt_tokens) */
+        memcpy(tables, pw->gauss, sizeof pw->gauss);
+        memcpy(tables + 2 * PE_FEATS, pw->point_emb, sizeof pw->point_emb);
+        memcpy(tables + 2 * PE_FEATS + 4 * MSAM_EMB, pw->not_a_point, sizeof pw->not_a_point);
+        if (!(pw->tables = ops->upload(ctx, tables, sizeof tables / sizeof tables[0])))
+            return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the prompt encoder");
+    }
     const float *no_mask = msam_wt_get(wt, "prompt_encoder.no_mask_embed.weight", MSAM_EMB, err);
     if (!no_mask) return MSAM_ERR_WEIGHTS;
     if (!(pw->no_mask = ops->upload(ctx, no_mask, MSAM_EMB)))
@@ -134,8 +142,9 @@ void msam_prompt_release(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx) 
     msam_norm_release(&pw->md4, ops, ctx);
     ops->release(ctx, pw->dense_pe);
     ops->release(ctx, pw->no_mask);
+    ops->release(ctx, pw->tables);
     pw->md0 = pw->md3 = pw->md6 = NULL;
-    pw->dense_pe = pw->no_mask = NULL;
+    pw->dense_pe = pw->no_mask = pw->tables = NULL;
 }
 
 int msam_sparse_token_count(const msam_prompts *p) {

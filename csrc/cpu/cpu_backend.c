@@ -9,6 +9,7 @@
 #include "mask_resize.h"   /* host/: the torch-exact mask resize */
 #include "pillow_resize.h" /* host/: the Pillow-exact image resize */
 #include "threads.h"
+#include "../ref/ref.h" /* the plain prompt tokens */
 
 /* The CPU context: counters, the op trace, and per-thread score rows for attention (so no op
  * allocates while it runs). */
@@ -176,6 +177,13 @@ static void cpu_resize_rgb8(msam_ctx *ctx, uint8_t *dst, int nh, int nw, const u
     msam_resize_rgb8_pillow(src, h, w, row_stride, px_stride, bgr, dst, nh, nw); /* sizes checked by the caller */
 }
 
+/* A few tokens: the plain form is the kernel. */
+static void cpu_prompt_tokens(msam_ctx *ctx, float *out, const float *coords, const void *labels, int labels_int64,
+                              int n, int pad, const float *box, const float *tables) {
+    trace(ctx, "prompt_tokens");
+    msam_ref_prompt_tokens(out, coords, labels, labels_int64, n, pad, box, tables);
+}
+
 static msam_linear *cpu_conv3x3_create(msam_ctx *ctx, const float *w, const float *bias, int cout, int cin) {
     ctx->counters.allocs++;
     return msam_cpu_conv3x3_create(w, bias, cout, cin);
@@ -276,6 +284,7 @@ static const msam_ops g_cpu_ops = {
     .space_to_depth2 = cpu_space_to_depth2,
     .normalize_pad = cpu_normalize_pad,
     .resize_rgb8 = cpu_resize_rgb8,
+    .prompt_tokens = cpu_prompt_tokens,
     .conv3x3_create = cpu_conv3x3_create,
     .conv3x3_scratch_bytes = msam_cpu_conv3x3_scratch_bytes,
     .conv3x3 = cpu_conv3x3,

@@ -63,6 +63,10 @@ int msam_cuda_normalize_pad(cudaStream_t stream, float *y, int side, const void 
                             ptrdiff_t stride_c, ptrdiff_t stride_y, ptrdiff_t stride_x, const float *mean,
                             const float *std, int *nonfinite);
 
+/* ops->prompt_tokens (see core/ops.h): the sparse prompt tokens from prompts in device memory. */
+int msam_cuda_prompt_tokens(cudaStream_t stream, float *out, const float *coords, const void *labels,
+                            int labels_int64, int n, int pad, const float *box, const float *tables);
+
 /* ops->resize_rgb8: the Pillow-exact resize of an RGB8 frame on the device into dst nh x nw x 3
  * packed, from plan (device memory: host/pillow_resize.h's msam_resize_plan for these sizes). */
 int msam_cuda_resize_rgb8(cudaStream_t stream, uint8_t *dst, int nh, int nw, const uint8_t *src,

@@ -143,6 +143,11 @@ typedef struct {
     const float *boxes;       /* B x 4 (x0, y0, x1, y1), or NULL */
     const float *mask_input;  /* mask_batch x 256 x 256 low-res logits, or NULL */
     int mask_batch;           /* 1 (broadcast) or B */
+    /* GPU prompts: coords, labels and boxes are in the model's backend memory (mask_input stays
+     * host memory) and are encoded there, never read back, so never validated: non-finite values
+     * give NaN outputs; a label other than -1, 0, 1 gets the position encoding alone. */
+    int on_device;
+    int labels_int64;         /* labels are int64 (torch's default), not int32 */
 } msam_prompts;
 
 typedef struct {

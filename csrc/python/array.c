@@ -14,14 +14,36 @@ typedef struct {
     PyObject *owner;   /* the Model whose backend holds buf (kept alive while buf is) */
     int ndim;
     int64_t shape[4];
-    int typenum;       /* NPY_FLOAT32, NPY_BOOL or NPY_UINT8 */
+    int typenum;       /* NPY_FLOAT32, NPY_BOOL, NPY_UINT8, NPY_INT32 or NPY_INT64 (see dtypes) */
     int dev_type, dev_id;
 } ArrayObject;
 
 PyTypeObject *msam_py_ArrayType = NULL;
 
-static size_t item_size(int typenum) { return typenum == NPY_FLOAT32 ? 4 : 1; }
-static const char *type_str(int typenum) { return typenum == NPY_FLOAT32 ? "<f4" : typenum == NPY_UINT8 ? "|u1" : "|b1"; }
+/* The element types an Array holds: outputs (float32 logits and IoU, bool masks) and inputs
+ * (uint8 frames, int32/int64 labels) made with _device_array. */
+static const struct {
+    int typenum, dl_code, bits;
+    const char *typestr, *name;
+} dtypes[] = {{NPY_FLOAT32, MSAM_DL_FLOAT, 32, "<f4", "float32"}, {NPY_BOOL, MSAM_DL_BOOL, 8, "|b1", "bool"},
+              {NPY_UINT8, MSAM_DL_UINT, 8, "|u1", "uint8"},      {NPY_INT32, MSAM_DL_INT, 32, "<i4", "int32"},
+              {NPY_INT64, MSAM_DL_INT, 64, "<i8", "int64"}};
+
+static int dtype_known(int typenum) {
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+        if (dtypes[i].typenum == typenum) return 1;
+    return 0;
+}
+
+/* The row of a typenum array_alloc accepted (every Array's is known). */
+static size_t dtype_index(int typenum) {
+    size_t i = 0;
+    while (i + 1 < sizeof dtypes / sizeof dtypes[0] && dtypes[i].typenum != typenum) i++;
+    return i;
+}
+
+static size_t item_size(int typenum) { return (size_t)dtypes[dtype_index(typenum)].bits / 8; }
+static const char *type_str(int typenum) { return dtypes[dtype_index(typenum)].typestr; }
 
 static size_t array_nbytes(const ArrayObject *a) {
     size_t n = item_size(a->typenum);
@@ -33,6 +55,10 @@ static void *array_data(const ArrayObject *a) { return a->buf ? msam_buffer_data
 
 /* A bare Array of the given shape; memory is attached by the caller. */
 static ArrayObject *array_alloc(int ndim, const npy_intp *shape, int typenum) {
+    if (!dtype_known(typenum) || ndim < 0 || ndim > 4) {
+        PyErr_SetString(PyExc_SystemError, "mobile_sam_c.Array: unsupported dtype or rank");
+        return NULL;
+    }
     ArrayObject *a = PyObject_New(ArrayObject, msam_py_ArrayType);
     if (!a) return NULL;
     a->buf = NULL, a->host = NULL, a->owner = NULL;
@@ -315,8 +341,8 @@ static PyObject *Array_dlpack(PyObject *self, PyObject *args, PyObject *kwargs) 
     t.device.device_type = src->dev_type;
     t.device.device_id = src->dev_id;
     t.ndim = src->ndim;
-    t.dtype.code = src->typenum == NPY_FLOAT32 ? MSAM_DL_FLOAT : src->typenum == NPY_UINT8 ? MSAM_DL_UINT : MSAM_DL_BOOL;
-    t.dtype.bits = src->typenum == NPY_FLOAT32 ? 32 : 8;
+    t.dtype.code = (uint8_t)dtypes[dtype_index(src->typenum)].dl_code;
+    t.dtype.bits = (uint8_t)dtypes[dtype_index(src->typenum)].bits;
     t.dtype.lanes = 1;
     t.shape = e->shape;
     t.strides = NULL; /* compact row-major */
@@ -414,14 +440,14 @@ static PyObject *Array_repr(PyObject *self) {
     ArrayObject *a = (ArrayObject *)self;
     PyObject *shape = Array_get_shape(self, NULL), *dev = Array_get_device(self, NULL);
     PyObject *r = shape && dev ? PyUnicode_FromFormat("mobile_sam_c.Array(shape=%R, dtype=%s, device='%U')", shape,
-                                                      a->typenum == NPY_FLOAT32 ? "float32" : a->typenum == NPY_UINT8 ? "uint8" : "bool", dev)
+                                                      dtypes[dtype_index(a->typenum)].name, dev)
                                : NULL;
     Py_XDECREF(shape);
     Py_XDECREF(dev);
     return r;
 }
 
-/* _device_array(model, array): a copy of a host float32 / uint8 / bool array (ndim 1..4) as an
+/* _device_array(model, array): a copy of a host array of one of the dtypes (ndim 1..4) as an
  * Array in the model's backend memory (a frame "already on the GPU" for tests and examples). */
 static PyObject *device_array(PyObject *mod, PyObject *args) {
     PyObject *model_obj, *obj;
@@ -429,9 +455,9 @@ static PyObject *device_array(PyObject *mod, PyObject *args) {
     PyArrayObject *h = (PyArrayObject *)PyArray_FROM_OF(obj, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
     if (!h) return NULL;
     const int t = PyArray_TYPE(h), nd = PyArray_NDIM(h);
-    if ((t != NPY_FLOAT32 && t != NPY_UINT8 && t != NPY_BOOL) || nd < 1 || nd > 4) {
+    if (!dtype_known(t) || nd < 1 || nd > 4) {
         Py_DECREF(h);
-        return PyErr_Format(msam_py_InputError, "array must be float32, uint8 or bool with 1..4 dimensions");
+        return PyErr_Format(msam_py_InputError, "array must be float32, bool, uint8, int32 or int64 with 1..4 dimensions");
     }
     PyObject *arr = msam_py_array_new(model_obj, ((ModelObject *)model_obj)->model, nd, PyArray_DIMS(h), t);
     if (arr) {

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 enum { MSAM_DL_CPU = 1, MSAM_DL_CUDA = 2 };              /* DLDeviceType values we use */
-enum { MSAM_DL_UINT = 1, MSAM_DL_FLOAT = 2, MSAM_DL_BOOL = 6 }; /* DLDataTypeCode values */
+enum { MSAM_DL_INT = 0, MSAM_DL_UINT = 1, MSAM_DL_FLOAT = 2, MSAM_DL_BOOL = 6 }; /* DLDataTypeCode values */
 #define MSAM_DL_MAJOR 1
 #define MSAM_DL_MINOR 0
 #define MSAM_DL_FLAG_READ_ONLY ((uint64_t)1)

@@ -3,6 +3,7 @@
  * with the GIL released. The predictor's lock covers every read and write of its image state. */
 #include "binding.h"
 #include "core/msam_test.h" /* _op_trace (test hook) */
+#include "device_prompts.h"
 #include "dlpack_in.h"
 #include "prompt_args.h"
 #include "py_model.h"
@@ -442,7 +443,13 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
      * lock, they are scaled for the image set now and the outputs sized for it (no Python code
      * runs there), so a predict racing set_image uses one image throughout, the newer one. */
     prompt_args a;
-    if (prompt_args_parse(&a, coords, labels, boxes, mask, single) < 0) {
+    memset(&a, 0, sizeof a);
+    msam_py_dl_import gpu_prompts[3];
+    int on_gpu = 0; /* predict_torch's prompts on the model's GPU: encoded there, never read back */
+    if (!single && p->model->device != MSAM_DEVICE_CPU &&
+        (on_gpu = msam_py_device_prompts(coords, labels, boxes, mask, gpu_prompts, &a.p)) < 0)
+        return NULL;
+    if (!on_gpu && prompt_args_parse(&a, coords, labels, boxes, mask, single) < 0) {
         prompt_args_clear(&a);
         return NULL;
     }
@@ -453,7 +460,7 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
     const int oh = p->orig_h, ow = p->orig_w, ih = p->input_h, iw = p->input_w;
     if (!msam_session_has_image(p->sess)) {
         not_set_error("before mask prediction");
-    } else if (prompt_args_scale(&a, oh, ow) == 0) {
+    } else if (on_gpu || prompt_args_scale(&a, oh, ow) == 0) {
         const int B = a.p.batch, C = msam_num_masks(multimask);
         npy_intp mdims[4] = {B, C, oh, ow}, idims[2] = {B, C}, ldims[4] = {B, C, MSAM_LOW_RES, MSAM_LOW_RES};
         const int off = single ? 1 : 0; /* predict() drops the batch axis */
@@ -478,6 +485,7 @@ static PyObject *run_predict(PredictorObject *p, PyObject *coords, PyObject *lab
     }
     lock_give(p);
     prompt_args_clear(&a);
+    if (on_gpu) msam_py_device_prompts_release(gpu_prompts); /* after predict's reads were enqueued: ordered */
     if (!low || st) {
         Py_XDECREF(masks), Py_XDECREF(iou), Py_XDECREF(low), Py_XDECREF(kept);
         return st ? msam_py_raise(st, &err) : NULL;

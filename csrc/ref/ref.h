@@ -65,6 +65,9 @@ void msam_ref_space_to_depth2(float *y, const float *x, int h, int w, int c);
 void msam_ref_normalize_pad(float *y, int side, const void *x, msam_dtype type, int h, int w, ptrdiff_t stride_c,
                             ptrdiff_t stride_y, ptrdiff_t stride_x, const float mean[3], const float std[3]);
 /* torch's bilinear interpolate (align_corners=False), the top-left crop_h x crop_w of dh x dw. */
+/* ops->prompt_tokens, plain (the CPU backend's op). */
+void msam_ref_prompt_tokens(float *out, const float *coords, const void *labels, int labels_int64, int n, int pad,
+                            const float *box, const float *tables);
 /* Pillow-exact RGB8 resize from its plan (host/pillow_resize.h msam_resize_plan): src rows
  * row_stride bytes apart, pixels px_stride, channels 1 byte apart (reversed when bgr); dst
  * nh x nw x 3 packed. */

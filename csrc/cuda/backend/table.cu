@@ -52,6 +52,12 @@ static void normalize_pad(msam_ctx *ctx, float *y, int side, const void *x, msam
                                                   stride_x, mean, std, NULL));
 }
 
+static void prompt_tokens(msam_ctx *ctx, float *out, const float *coords, const void *labels, int labels_int64,
+                          int n, int pad, const float *box, const float *tables) {
+    if (!msam_cuda_op(ctx, "prompt_tokens")) return;
+    msam_cuda_record(ctx, msam_cuda_prompt_tokens(ctx->stream, out, coords, labels, labels_int64, n, pad, box, tables));
+}
+
 /* The plan goes to the device first (one host->device copy, counted), then one kernel. */
 static void resize_rgb8(msam_ctx *ctx, uint8_t *dst, int nh, int nw, const uint8_t *src, int h, int w,
                         ptrdiff_t row_stride, ptrdiff_t px_stride, int bgr, const int32_t *plan, size_t plan_len,
@@ -145,6 +151,7 @@ static const msam_ops g_cuda_ops = {
     .space_to_depth2 = space_to_depth2,
     .normalize_pad = normalize_pad,
     .resize_rgb8 = resize_rgb8,
+    .prompt_tokens = prompt_tokens,
     .conv3x3_create = msam_cuda_conv3x3_create,
     .conv3x3_scratch_bytes = msam_cuda_conv3x3_scratch_bytes,
     .conv3x3 = msam_cuda_conv3x3,
