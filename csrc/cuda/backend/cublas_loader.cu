@@ -56,7 +56,8 @@ static int resolve(void *lib, msam_cublas_api *api, const char **missing) {
                 {"cublasDestroy_v2", (void **)&api->destroy},
                 {"cublasSetStream_v2", (void **)&api->set_stream},
                 {"cublasSetMathMode", (void **)&api->set_math_mode},
-                {"cublasSgemm_v2", (void **)&api->sgemm}};
+                {"cublasSgemm_v2", (void **)&api->sgemm},
+                {"cublasSgemmStridedBatched", (void **)&api->sgemm_strided_batched}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (!(*want[i].slot = dlsym(lib, want[i].name))) {
             *missing = want[i].name;

@@ -35,7 +35,8 @@ typedef enum {
     CUBLAS_TF32_TENSOR_OP_MATH = 3,
 } cublasMath_t;
 
-/* The library's entry points we call (their exported names: cublasCreate_v2, ..., cublasSgemm_v2). */
+/* The library's entry points we call (exported as cublasCreate_v2, ..., cublasSgemm_v2,
+ * cublasSgemmStridedBatched), the subset emu/cublas_emu.h emulates. */
 typedef struct {
     cublasStatus_t (*create)(cublasHandle_t *handle);
     cublasStatus_t (*destroy)(cublasHandle_t handle);
@@ -44,6 +45,11 @@ typedef struct {
     cublasStatus_t (*sgemm)(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                             int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                             const float *beta, float *C, int ldc);
+    cublasStatus_t (*sgemm_strided_batched)(cublasHandle_t handle, cublasOperation_t transa,
+                                            cublasOperation_t transb, int m, int n, int k, const float *alpha,
+                                            const float *A, int lda, long long strideA, const float *B, int ldb,
+                                            long long strideB, const float *beta, float *C, int ldc,
+                                            long long strideC, int batch);
 } msam_cublas_api;
 
 /* Load libcublas and resolve the table (once per process; after a failure the next call tries
@@ -76,6 +82,17 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_
                                          const float *B, int ldb, const float *beta, float *C, int ldc) {
     const msam_cublas_api *t = msam_cublas_table();
     return t ? t->sgemm(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+             : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+static inline cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa,
+                                                       cublasOperation_t transb, int m, int n, int k,
+                                                       const float *alpha, const float *A, int lda, long long strideA,
+                                                       const float *B, int ldb, long long strideB, const float *beta,
+                                                       float *C, int ldc, long long strideC, int batch) {
+    const msam_cublas_api *t = msam_cublas_table();
+    return t ? t->sgemm_strided_batched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta,
+                                        C, ldc, strideC, batch)
              : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
