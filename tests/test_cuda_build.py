@@ -52,7 +52,8 @@ def cuda_build(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cuda_build")
     env = dict(os.environ, MOBILE_SAM_C_CUDA="1")
     env.pop("MOBILE_SAM_C_CUDA_EMULATION", None)
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp / "lib"),
+    jobs = os.environ.get("MSAM_TEST_BUILD_JOBS", "1")  # parallel compiles (nvcc too); 1 on a shared machine
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "-j", jobs, "--build-lib", str(tmp / "lib"),
                             "--build-temp", str(tmp / "build")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     built = list((tmp / "lib" / "mobile_sam_c").glob("_C*"))
