@@ -1,5 +1,7 @@
 # setup.py - builds the extension mobile_sam_c._C from the C core (csrc/core, csrc/cpu) and its
 # binding (csrc/python). C11, optimised, OpenMP when the compiler has it; SIMD chosen at run time.
+# With a CUDA toolkit (CUDA_HOME, or nvcc on PATH) also the CUDA backend, compiled by nvcc
+# (cuda_build.py); MOBILE_SAM_C_CUDA=0 builds the CPU backend only, =1 fails without a toolkit.
 import glob
 import os
 import subprocess
@@ -12,6 +14,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # cuda_build.py, next to this file (a PEP 517 backend need not add it)
+import cuda_build  # noqa: E402
 
 
 def _sources():
@@ -62,12 +66,54 @@ def _compiler_accepts(compiler, flag):
             return False
 
 
+def _cuda_toolkit(compiler):
+    """The toolkit to build the CUDA backend with, or None for a CPU-only build (one line on
+    stderr says why; MOBILE_SAM_C_CUDA=1 makes that an error)."""
+    try:
+        decision = cuda_build.decide(os.environ)
+    except ValueError as e:  # a MOBILE_SAM_C_CUDA that is not 0 or 1
+        sys.exit(f"mobile_sam_c: {e}")
+    if decision.kind != "nvcc":
+        if decision.required:
+            sys.exit(f"mobile_sam_c: MOBILE_SAM_C_CUDA=1 but {decision.reason}")
+        if decision.reason:
+            print(f"mobile_sam_c: {decision.reason}; building the CPU backend only", file=sys.stderr)
+        return None
+    try:
+        tk = cuda_build.probe(decision.nvcc, os.environ, compiler.linker_so[:1])
+    except cuda_build.ProbeError as e:
+        if decision.required:
+            sys.exit(f"mobile_sam_c: MOBILE_SAM_C_CUDA=1 but nvcc cannot build the CUDA backend: {e}")
+        print(f"mobile_sam_c: nvcc cannot build the CUDA backend ({e}); building the CPU backend only",
+              file=sys.stderr)
+        return None
+    print(f"mobile_sam_c: building the CUDA backend with {tk.nvcc} (CUDA {tk.version}, {tk.archs})", file=sys.stderr)
+    return tk
+
+
+def _add_cuda(ext, tk, build_temp, jobs):
+    """nvcc-compiled objects of the CUDA backend, the static runtime and MSAM_WITH_CUDA into ext."""
+    objs = cuda_build.compile_all(tk, cuda_build.sources(HERE), HERE, os.path.join(build_temp, "nvcc"),
+                                  [os.path.join(HERE, d) for d in ext.include_dirs if not os.path.isabs(d)], jobs)
+    ext.extra_objects += objs + [tk.cudart_static]
+    ext.extra_link_args += cuda_build.LINK_ARGS
+    ext.define_macros.append(("MSAM_WITH_CUDA", "1"))
+    ext.depends += objs
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
         openmp = _compiler_accepts(self.compiler, "-fopenmp")
         if CUDA_EMULATION:
             _compile_cuda_as_cxx(self.compiler)
+        tk = None if CUDA_EMULATION else _cuda_toolkit(self.compiler)
+        plan = "emulation" if CUDA_EMULATION else f"cuda {tk.version} {tk.archs}" if tk else "cpu"
+        # a change of plan (CUDA on or off) relinks an extension that is otherwise up to date
+        stamp = cuda_build.plan_stamp(os.path.join(self.build_temp, "cuda_plan.txt"), plan + "\n")
         for ext in self.extensions:
+            ext.depends.append(stamp)
+            if tk:
+                _add_cuda(ext, tk, self.build_temp, int(self.parallel or 1))
             if openmp:
                 ext.extra_compile_args.append("-fopenmp")
                 ext.extra_link_args.append("-fopenmp")

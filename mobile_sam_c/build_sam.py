@@ -36,7 +36,8 @@ def _is_torch_tensor(x: Any) -> bool:
 class Sam:
     """A loaded MobileSAM vit_t model (weights converted for the C core, read-only, shareable).
     Stands where the original's ``Sam`` module stands: the same attributes user code reads, and
-    ``to`` / ``eval`` / ``cpu`` as no-ops on the CPU (a clear error for a device this build lacks)."""
+    ``to`` / ``cuda`` / ``cpu`` moving it between devices and ``eval`` (a clear error for a device
+    that cannot be used here)."""
 
     mask_threshold: float = 0.0
     image_format: str = "RGB"
@@ -61,15 +62,21 @@ class Sam:
     # -- torch.nn.Module's calls that drop-in code makes --------------------------------------
 
     def to(self, device: Any = None, dtype: Any = None, non_blocking: bool = False) -> "Sam":
-        """Like ``module.to(device)``: the model stays where it is when that is the device asked
-        for; a device this build cannot run on raises InputError. Only float32 is a dtype."""
+        """Like ``module.to(device)``: the model moves to the device (its weights read again from
+        where they came and converted there; predictors made before keep the old device); a device
+        that cannot be used here raises InputError saying why. Only float32 is a dtype."""
         if is_dtype(device):
             device, dtype = None, device
         if dtype is not None and str(dtype).replace("torch.", "") != "float32":
             raise _C.InputError(f"dtype must be float32 (the C core computes in float32), got {dtype}")
-        if device is not None and device_name(device) != self.device:
-            raise _C.InputError(f"cannot move a model loaded on {self.device!r} to {str(device)!r}; "
-                                f"build it there: sam_model_registry['vit_t'](checkpoint, device={str(device)!r})")
+        kind = None if device is None else device_name(device)  # InputError: what is missing for it here
+        if kind is not None and kind != self.device:
+            if self._state_source is None:
+                raise _C.InputError(f"cannot move a model loaded on {self.device!r} to {str(device)!r}: it was built "
+                                    "from weights it did not keep; build it there: "
+                                    f"sam_model_registry['vit_t'](checkpoint, device={str(device)!r})")
+            self._core = _C.Model(self._state_source(), kind)
+            self._aux = None
         return self
 
     def cpu(self) -> "Sam":

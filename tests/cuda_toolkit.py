@@ -1,5 +1,6 @@
-"""Where this machine's CUDA toolkit is, for the tests that compile csrc/cuda with the real nvcc
-(test_cuda_emulation.py, test_cuda_backend_emulated.py): nvcc, and the cuBLAS headers."""
+"""Where this machine's nvcc is, for the tests that compile csrc/cuda with the real compiler
+(test_cuda_emulation.py, test_cuda_backend_emulated.py, test_cuda_build.py); setup.py's own search
+(cuda_build.find_nvcc) looks in CUDA_HOME first."""
 import os
 import shutil
 from pathlib import Path
@@ -14,20 +15,4 @@ def find_nvcc():
     return found
 
 
-def find_cublas_include(nvcc):
-    """The directory of cublas_v2.h: the toolkit's, or the nvidia-cublas wheel's, else None."""
-    roots = [Path(nvcc).resolve().parent.parent / "include"] if nvcc else []
-    if os.environ.get("CUDA_HOME"):
-        roots.append(Path(os.environ["CUDA_HOME"]) / "include")
-    try:
-        import nvidia  # the wheels' namespace package
-
-        for base in nvidia.__path__:
-            roots += [p.parent for p in Path(base).glob("*/include/cublas_v2.h")]
-    except ImportError:
-        pass
-    return next((r for r in roots if (r / "cublas_v2.h").exists()), None)
-
-
 NVCC = find_nvcc()
-CUBLAS_INCLUDE = find_cublas_include(NVCC)

@@ -42,12 +42,12 @@ def emulated_build():
         simde = _simde_include()
         src = os.path.join(work, "src")
         os.makedirs(src)
-        for name in ("setup.py", "pyproject.toml", "README.md"):
+        for name in ("setup.py", "cuda_build.py", "pyproject.toml", "README.md"):
             shutil.copy(os.path.join(REPO, name), src)
         ignore = shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "build")
         for name in ("csrc", "mobile_sam_c"):
             shutil.copytree(os.path.join(REPO, name), os.path.join(src, name), ignore=ignore)
-        env = dict(os.environ, MSAM_EMULATE_AVX512=simde)
+        env = dict(os.environ, MSAM_EMULATE_AVX512=simde, MOBILE_SAM_C_CUDA="0")  # the CPU kernels only
         proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=src,
                               env=env, capture_output=True, text=True, timeout=1200)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

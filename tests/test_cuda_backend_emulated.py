@@ -24,7 +24,7 @@ BACKEND = sorted((ROOT / "csrc" / "cuda" / "backend").glob("*.cu"))
 SEEDS = (0, 1, 2, 3)
 
 
-from cuda_toolkit import CUBLAS_INCLUDE, NVCC  # noqa: E402
+from cuda_toolkit import NVCC  # noqa: E402
 
 # Runs in the subprocess, against the emulation build; writes every result to OUT (npz + json).
 CHECKS = textwrap.dedent(r'''
@@ -351,13 +351,14 @@ def test_an_embedding_set_on_the_cuda_predictor_predicts_as_the_cpu(emulated):
     np.testing.assert_allclose(a["embedpath_gpu_iou"], a["point_cpu_iou"], atol=1e-4)
 
 
-@pytest.mark.skipif(NVCC is None or CUBLAS_INCLUDE is None,
-                    reason="nvcc or cuBLAS's headers not found (CI has them): the op table was only emulated")
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found (CI has it): the op table was only emulated")
 def test_the_op_table_compiles_with_nvcc(tmp_path):
-    """The same sources under the real compiler and the real cuda_runtime.h / cublas_v2.h (sm_80,
-    sm_90, PTX for newer), warnings as errors: a backend file only the emulation accepts fails."""
+    """The same sources under the real compiler and the real cuda_runtime.h, with no cuBLAS headers
+    (cuBLAS is declared by backend/cublas_loader.h and loaded at run time), sm_80, sm_90 and PTX
+    for newer, warnings as errors: a backend file only the emulation accepts fails. (The whole
+    extension is built and linked by nvcc in tests/test_cuda_build.py.)"""
     for src in BACKEND:
-        cmd = [NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings", "-I", str(CUBLAS_INCLUDE),
+        cmd = [NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings",
                "-I", str(ROOT / "csrc"), "-I", str(ROOT / "csrc" / "include"),
                "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
                "-gencode", "arch=compute_90,code=compute_90", str(src), "-o", str(tmp_path / (src.stem + ".o"))]

@@ -26,7 +26,7 @@ CUDA_DIR = ROOT / "csrc" / "cuda"
 KERNELS = sorted((CUDA_DIR / "kernels").glob("*.cu"))
 EMU_SOURCES = sorted((CUDA_DIR / "emu").glob("*.cpp"))
 SELFTEST = CUDA_DIR / "emu" / "selftest.cu"
-CUBLAS_USERS = [CUDA_DIR / "emu" / "cublas_selftest.cu"]  # .cu files that include cublas_v2.h under nvcc
+CUBLAS_USERS = [CUDA_DIR / "emu" / "cublas_selftest.cu"]  # .cu files that call cuBLAS (msam_cublas.h)
 CXX = os.environ.get("CXX", "g++")
 # extra flags for the emulation build, e.g. "-fsanitize=address" (then run pytest with the
 # sanitizer's runtime preloaded; see csrc/cuda/README.md)
@@ -851,7 +851,7 @@ def test_launchers_reject_bad_sizes(emu):
 
 # ---- the real compiler ---------------------------------------------------------------------
 
-from cuda_toolkit import CUBLAS_INCLUDE, NVCC  # noqa: E402
+from cuda_toolkit import NVCC  # noqa: E402
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CI has it): the .cu files were only emulated")
@@ -867,11 +867,11 @@ def test_every_cu_compiles_with_nvcc(tmp_path):
     _compile_all(cmds)
 
 
-@pytest.mark.skipif(NVCC is None or CUBLAS_INCLUDE is None,
-                    reason="nvcc or cuBLAS's headers (toolkit or nvidia-cublas wheel) not found")
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (CI has it): the .cu files were only emulated")
 def test_cublas_users_compile_with_nvcc(tmp_path):
-    """The files that call cuBLAS compile against the real cublas_v2.h."""
-    cmds = [[NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings", "-I", str(CUBLAS_INCLUDE),
+    """The files that call cuBLAS compile with nvcc alone, against our declarations of the calls
+    (backend/cublas_loader.h: cuBLAS is loaded at run time, so no cuBLAS headers are needed)."""
+    cmds = [[NVCC, "-c", "-std=c++17", "-O3", "-Werror", "all-warnings",
              "-gencode", "arch=compute_80,code=sm_80", str(src), "-o", str(tmp_path / (src.stem + ".o"))]
             for src in CUBLAS_USERS]
     _compile_all(cmds)

@@ -219,7 +219,7 @@ def test_conformance_suite_can_fail():
 def test_unbuilt_device_is_a_clear_error():
     """A device this build lacks is named in the error (a CUDA build has the table instead)."""
     if not _C.CUDA_BUILT:
-        with pytest.raises(RuntimeError, match="not built into this mobile_sam_c"):
+        with pytest.raises(mobile_sam_c.InputError, match="not built into this mobile_sam_c: it was built without CUDA"):
             _C._conformance("cuda")
     with pytest.raises(mobile_sam_c.InputError, match="device must be 'cpu' or 'cuda'"):
         _C._conformance("tpu")

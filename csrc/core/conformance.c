@@ -453,9 +453,11 @@ msam_status msam_test_conformance(msam_device device, uint64_t seed, msam_confor
     suite s;
     memset(&s, 0, sizeof s);
     if (!fn) return msam_fail(err, MSAM_ERR_ARG, "fn must not be NULL");
-    if (!(s.ops = msam_backend_ops(device)))
-        return msam_fail(err, MSAM_ERR_BACKEND, "device %d is not built into this mobile_sam_c", (int)device);
-    if (!(s.ctx = s.ops->ctx_create())) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory for a context");
+    if (!(s.ops = msam_backend_ops(device))) return msam_device_check(device, err); /* not built in */
+    if (!(s.ctx = s.ops->ctx_create())) {
+        const msam_status st = msam_device_check(device, err); /* no driver, GPU or library: why */
+        return st ? st : msam_fail(err, MSAM_ERR_NOMEM, "out of memory for a context");
+    }
     s.rng = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     s.fn = fn, s.user = user;
     void (*const cases[])(suite *) = {case_linear, case_matmul, case_layernorm, case_elementwise, case_transpose,

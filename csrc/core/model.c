@@ -12,6 +12,13 @@
 
 msam_device msam_model_device(const msam_model *model) { return model->device; }
 
+/* A context could not be made: the device's reason when it cannot be used here (no driver or GPU,
+ * a library missing), else no memory. */
+static msam_status context_failed(msam_device device, const msam_ops *ops, msam_error *err) {
+    const msam_status st = msam_device_check(device, err);
+    return st ? st : msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the %s context", ops->name);
+}
+
 static void model_release(msam_model *m) {
     if (m->encoder) msam_encoder_free(m->encoder);
     msam_prompt_release(&m->prompt, m->ops, m->ctx);
@@ -25,16 +32,14 @@ msam_status msam_model_create(const msam_weight *weights, size_t n_weights, msam
     *out = NULL;
     if (!weights && n_weights) return msam_fail(err, MSAM_ERR_ARG, "weights must not be NULL");
     const msam_ops *ops = msam_backend_ops(device);
-    if (!ops)
-        return msam_fail(err, MSAM_ERR_BACKEND, "device '%s' is not built into this mobile_sam_c",
-                         device == MSAM_DEVICE_CUDA ? "cuda" : "unknown");
+    if (!ops) return msam_device_check(device, err); /* not built in: says how to get it */
     msam_model *m = calloc(1, sizeof *m);
     if (!m) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the model");
     m->ops = ops;
     m->device = device;
     if (!(m->ctx = ops->ctx_create())) {
         free(m);
-        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the %s context", ops->name);
+        return context_failed(device, ops, err);
     }
     msam_weight_table wt = {weights, n_weights};
     msam_status st = msam_encoder_create(ops, m->ctx, &wt, &m->encoder, err);
@@ -82,7 +87,7 @@ msam_status msam_session_create(const msam_model *model, msam_session **out, msa
     s->model = model;
     if (!(s->ctx = ops->ctx_create())) {
         free(s);
-        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory creating the %s context", ops->name);
+        return context_failed(model->device, ops, err);
     }
     msam_ctx *ctx = s->ctx;
     const size_t img = (size_t)MSAM_PIX * MSAM_EMB, px = MSAM_PIX;

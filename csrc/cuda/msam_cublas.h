@@ -1,5 +1,6 @@
-/* msam_cublas.h - what a file of the CUDA backend that calls cuBLAS includes: cublas_v2.h with
- * nvcc, our emulation of the subset we use (emu/cublas_emu.h) with MSAM_CUDA_EMULATION. */
+/* msam_cublas.h - what a file of the CUDA backend that calls cuBLAS includes: with nvcc our own
+ * declarations of the calls we use, resolved from libcublas at run time (backend/cublas_loader.h:
+ * no cuBLAS headers or link), with MSAM_CUDA_EMULATION our emulation of them (emu/cublas_emu.h). */
 #ifndef MSAM_CUBLAS_H
 #define MSAM_CUBLAS_H
 
@@ -8,7 +9,7 @@
 #if defined(MSAM_CUDA_EMULATION)
 #include "emu/cublas_emu.h"
 #else
-#include <cublas_v2.h>
+#include "backend/cublas_loader.h"
 #endif
 
 #endif

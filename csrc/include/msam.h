@@ -16,7 +16,9 @@ typedef enum {
     MSAM_ERR_NOMEM = 2,    /* an allocation failed */
     MSAM_ERR_WEIGHTS = 3,  /* a weight is missing or has the wrong shape */
     MSAM_ERR_STATE = 4,    /* call out of order (e.g. predict before an image) */
-    MSAM_ERR_BACKEND = 5   /* the device backend failed or is not built in */
+    MSAM_ERR_BACKEND = 5,  /* the device backend failed */
+    MSAM_ERR_DEVICE = 6    /* the device cannot be used here: not built in, no driver or GPU, a
+                              library it needs missing; the message says which and what to do */
 } msam_status;
 
 typedef enum { MSAM_DEVICE_CPU = 0, MSAM_DEVICE_CUDA = 1 } msam_device;
@@ -44,6 +46,11 @@ int msam_device_available(msam_device device);
 typedef struct {
     char msg[512];
 } msam_error;
+
+/* MSAM_OK when models can be made on device on this machine; otherwise MSAM_ERR_DEVICE with the
+ * reason (not built into this library; for CUDA: no driver or GPU, no code for the GPU in this
+ * build, cuBLAS not found). May initialise the device (for CUDA: its primary context). */
+msam_status msam_device_check(msam_device device, msam_error *err);
 
 /* ---- weights ------------------------------------------------------------ */
 /* One named float32 tensor in PyTorch layout (Linear [out,in], Conv [out,in/groups,kh,kw]). */

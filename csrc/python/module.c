@@ -10,7 +10,8 @@ PyObject *msam_py_InputError = NULL;
 PyObject *msam_py_raise(msam_status st, const msam_error *err) {
     const char *msg = err && err->msg[0] ? err->msg : "mobile_sam_c core error";
     switch (st) {
-    case MSAM_ERR_ARG: PyErr_SetString(msam_py_InputError, msg); break;
+    case MSAM_ERR_ARG:
+    case MSAM_ERR_DEVICE: PyErr_SetString(msam_py_InputError, msg); break; /* a device that cannot be used here */
     case MSAM_ERR_NOMEM: PyErr_SetString(PyExc_MemoryError, msg); break;
     case MSAM_ERR_WEIGHTS: PyErr_SetString(PyExc_ValueError, msg); break;
     case MSAM_ERR_STATE: PyErr_SetString(PyExc_RuntimeError, msg); break;
@@ -43,6 +44,27 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *unused) {
     return PyLong_FromLong(msam_get_num_threads());
 }
 
+/* check_device(device): None when a model can be made on device ('cpu', 'cuda', 'cuda:N') here,
+ * else InputError saying what is missing (may initialise the GPU; the GIL is released meanwhile). */
+static PyObject *py_check_device(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred()) PyErr_SetString(msam_py_InputError, "device must be a str ('cpu' or 'cuda')");
+        return NULL;
+    }
+    msam_device dev;
+    if (strcmp(name, "cpu") == 0) dev = MSAM_DEVICE_CPU;
+    else if (strcmp(name, "cuda") == 0 || strncmp(name, "cuda:", 5) == 0) dev = MSAM_DEVICE_CUDA;
+    else return PyErr_Format(msam_py_InputError, "device must be 'cpu' or 'cuda', got '%s'", name);
+    msam_error err = {{0}};
+    msam_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = msam_device_check(dev, &err);
+    Py_END_ALLOW_THREADS
+    if (st) return msam_py_raise(st, &err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_cpu_isa(PyObject *self, PyObject *unused) { return PyUnicode_FromString(msam_cpu_isa()); }
 
 static PyObject *py_weight_spec(PyObject *self, PyObject *unused) {
@@ -67,6 +89,9 @@ fail:
 static PyMethodDef module_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O, "Set the threads the core uses (0: default)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads the core uses."},
+    {"check_device", py_check_device, METH_O,
+     "check_device(device): None when a model can be made on device here, else InputError saying what is "
+     "missing (built without CUDA; no driver or GPU; cuBLAS not found)."},
     {"cpu_isa", py_cpu_isa, METH_NOARGS, "The GEMM kernel in use: avx512, avx2 or generic."},
     {"weight_spec", py_weight_spec, METH_NOARGS,
      "[(name, shape, dtype)] of every tensor a MobileSAM vit_t state dict holds."},

@@ -1,12 +1,16 @@
-/* context.cu - the CUDA backend's contexts and memory: a stream and a cuBLAS handle per context,
- * the counters ops.h defines, device allocation (only at load and session creation) and the copies
- * between host and device memory, asynchronous on the context's stream. */
+/* context.cu - the CUDA backend's contexts and memory: a stream and a cuBLAS handle per context
+ * (once device_check.cu finds the device usable and cuBLAS loaded), the counters ops.h defines,
+ * device allocation (only at load and session creation) and the copies between host and device
+ * memory, asynchronous on the context's stream. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_ctx.h"
 
+/* NULL when the device cannot be used (msam_cuda_unavailable says why; the registry asks it) or
+ * on no memory. */
 msam_ctx *msam_cuda_ctx_create(void) {
+    if (msam_cuda_unavailable(NULL, 0)) return NULL; /* driver, GPU, code for it, cuBLAS loaded */
     msam_ctx *ctx = (msam_ctx *)calloc(1, sizeof *ctx);
     if (!ctx) return NULL;
 #if defined(MSAM_CUDA_EMULATION)

@@ -18,6 +18,10 @@ const msam_ops *msam_cuda_ops(void);
 #define MSAM_CUDA_BLAS_ERROR 100000
 int msam_cuda_ctx_error(const msam_ctx *ctx);
 
+/* 0 when contexts can be made here: a driver and a GPU, code for it in this build, cuBLAS loaded;
+ * otherwise -1 and, when why is not NULL, the reason in a sentence (device_check.cu). */
+int msam_cuda_unavailable(char *why, size_t why_size);
+
 #ifdef __cplusplus
 }
 #endif
