@@ -51,7 +51,8 @@ typedef struct msam_ops {
     int (*band_rows)(size_t row_bytes, int rows);
 
     /* ---- context and memory ---- */
-    msam_ctx *(*ctx_create)(void);          /* NULL on no memory */
+    /* NULL on no memory, or where the device cannot be used (core asks msam_device_check why) */
+    msam_ctx *(*ctx_create)(void);
     void (*ctx_free)(msam_ctx *ctx);
     void (*sync)(msam_ctx *ctx);            /* wait until every op issued on ctx has finished */
     void (*counters)(const msam_ctx *ctx, msam_counters *out);
