@@ -44,13 +44,15 @@ typedef struct {
     msam_linear *lin1, *lin2;
 } msam_twoway_layer;
 
+#define MSAM_PROMPT_TABLE_FLOATS (2 * 128 + 5 * MSAM_EMB)
+
 typedef struct {
-    /* host copies: the prompt encoder's sparse embedding is built on the host from the prompt
-     * arguments (host data), then copied in */
-    float gauss[2 * 128];
-    float point_emb[4][MSAM_EMB];
-    float not_a_point[MSAM_EMB];
-    float *tables;  /* op memory: the three above in one block, for ops->prompt_tokens (GPU prompts) */
+    /* The sparse prompt's tables in one block, as ops->prompt_tokens takes them: the random-
+     * Fourier matrix (2 x 128), the four point embeddings (4 x 256) and not-a-point (256). Host
+     * prompts are encoded on the host from host_tables (the same plain form, then copied in), GPU
+     * prompts by the op from tables. */
+    float host_tables[MSAM_PROMPT_TABLE_FLOATS];
+    float *tables;  /* op memory */
     float *no_mask; /* op memory, 256: broadcast over the image by add_row */
     /* mask downscaling: 2x2 s2 convs as linears over space-to-depth patches */
     msam_linear *md0, *md3, *md6;

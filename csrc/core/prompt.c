@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "../ref/ref.h" /* the plain sparse tokens */
 
 #define PE_FEATS 128
 #define TWO_PI 6.283185307179586f
@@ -82,11 +83,11 @@ static void pe_encode(const float *gauss, float x, float y, float *out) {
     }
 }
 
-static msam_status copy_row(float *dst, const msam_weight_table *wt, const char *name,
-                            msam_error *err) {
-    const float *src = msam_wt_get(wt, name, MSAM_EMB, err);
+static msam_status copy_rows(float *dst, const msam_weight_table *wt, const char *name, int64_t n,
+                             msam_error *err) {
+    const float *src = msam_wt_get(wt, name, n, err);
     if (!src) return MSAM_ERR_WEIGHTS;
-    memcpy(dst, src, sizeof(float) * MSAM_EMB);
+    memcpy(dst, src, sizeof(float) * (size_t)n);
     return MSAM_OK;
 }
 
@@ -94,23 +95,17 @@ msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *c
                              msam_error *err) {
     msam_status st;
     char name[128];
-    const float *g = msam_wt_get(wt, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
-                                 2 * PE_FEATS, err);
-    if (!g) return MSAM_ERR_WEIGHTS;
-    memcpy(pw->gauss, g, sizeof pw->gauss);
+    float *gauss = pw->host_tables, *point_emb = gauss + 2 * PE_FEATS; /* see msam_prompt_w */
+    if ((st = copy_rows(gauss, wt, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix", 2 * PE_FEATS, err)))
+        return st;
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "prompt_encoder.point_embeddings.%d.weight", i);
-        if ((st = copy_row(pw->point_emb[i], wt, name, err))) return st;
+        if ((st = copy_rows(point_emb + i * MSAM_EMB, wt, name, MSAM_EMB, err))) return st;
     }
-    if ((st = copy_row(pw->not_a_point, wt, "prompt_encoder.not_a_point_embed.weight", err))) return st;
-    {
-        float tables[2 * PE_FEATS + 5 * MSAM_EMB]; /* gauss | point_emb | not_a_point (ops.h prompt_tokens) */
-        memcpy(tables, pw->gauss, sizeof pw->gauss);
-        memcpy(tables + 2 * PE_FEATS, pw->point_emb, sizeof pw->point_emb);
-        memcpy(tables + 2 * PE_FEATS + 4 * MSAM_EMB, pw->not_a_point, sizeof pw->not_a_point);
-        if (!(pw->tables = ops->upload(ctx, tables, sizeof tables / sizeof tables[0])))
-            return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the prompt encoder");
-    }
+    if ((st = copy_rows(point_emb + 4 * MSAM_EMB, wt, "prompt_encoder.not_a_point_embed.weight", MSAM_EMB, err)))
+        return st;
+    if (!(pw->tables = ops->upload(ctx, pw->host_tables, MSAM_PROMPT_TABLE_FLOATS)))
+        return msam_fail(err, MSAM_ERR_NOMEM, "out of memory loading the prompt encoder");
     const float *no_mask = msam_wt_get(wt, "prompt_encoder.no_mask_embed.weight", MSAM_EMB, err);
     if (!no_mask) return MSAM_ERR_WEIGHTS;
     if (!(pw->no_mask = ops->upload(ctx, no_mask, MSAM_EMB)))
@@ -126,7 +121,7 @@ msam_status msam_prompt_init(msam_prompt_w *pw, const msam_ops *ops, msam_ctx *c
     if (!pe) return msam_fail(err, MSAM_ERR_NOMEM, "out of memory building the dense positional encoding");
     for (int i = 0; i < MSAM_GRID; i++)
         for (int j = 0; j < MSAM_GRID; j++)
-            pe_encode(pw->gauss, ((float)j + 0.5f) / MSAM_GRID, ((float)i + 0.5f) / MSAM_GRID,
+            pe_encode(gauss, ((float)j + 0.5f) / MSAM_GRID, ((float)i + 0.5f) / MSAM_GRID,
                       pe + ((size_t)i * MSAM_GRID + j) * MSAM_EMB);
     pw->dense_pe = ops->upload(ctx, pe, (size_t)MSAM_PIX * MSAM_EMB);
     free(pe);
@@ -156,31 +151,10 @@ int msam_sparse_token_count(const msam_prompts *p) {
 }
 
 void msam_prompt_sparse(const msam_prompt_w *pw, const msam_prompts *p, int b, float *out) {
-    float *row = out;
-    if (p->n_points > 0) {
-        const float *c = p->coords + (size_t)b * p->n_points * 2;
-        const int32_t *l = p->labels + (size_t)b * p->n_points;
-        int n = p->n_points + (p->boxes ? 0 : 1);
-        for (int i = 0; i < n; i++, row += MSAM_EMB) {
-            int label = i < p->n_points ? l[i] : -1;
-            if (label == -1) { /* the reference zeroes the encoding, then adds not_a_point */
-                memcpy(row, pw->not_a_point, sizeof(float) * MSAM_EMB);
-                continue;
-            }
-            pe_encode(pw->gauss, (c[2 * i] + 0.5f) / MSAM_IMG, (c[2 * i + 1] + 0.5f) / MSAM_IMG, row);
-            const float *add = pw->point_emb[label == 1 ? 1 : 0];
-            for (int j = 0; j < MSAM_EMB; j++) row[j] += add[j];
-        }
-    }
-    if (p->boxes) {
-        const float *bx = p->boxes + (size_t)b * 4;
-        for (int corner = 0; corner < 2; corner++, row += MSAM_EMB) {
-            pe_encode(pw->gauss, (bx[2 * corner] + 0.5f) / MSAM_IMG,
-                      (bx[2 * corner + 1] + 0.5f) / MSAM_IMG, row);
-            const float *add = pw->point_emb[2 + corner];
-            for (int j = 0; j < MSAM_EMB; j++) row[j] += add[j];
-        }
-    }
+    /* host prompts (labels checked to be -1, 0 or 1): the plain form GPU prompts' op also has */
+    const int n = p->n_points;
+    msam_ref_prompt_tokens(out, n ? p->coords + (size_t)b * n * 2 : NULL, n ? p->labels + (size_t)b * n : NULL, 0, n,
+                           n > 0 && !p->boxes, p->boxes ? p->boxes + (size_t)b * 4 : NULL, pw->host_tables);
 }
 
 void msam_prompt_dense_mask(const msam_prompt_w *pw, const msam_ops *ops, msam_ctx *ctx, const float *mask256,
