@@ -4,7 +4,8 @@
  *
  * The names, enum values and signatures are cuBLAS's ABI (cublas_api.h, stable across 11/12/13);
  * the wrappers below keep the cublas_v2.h spellings the backend is written in. nvcc builds only:
- * the emulation build gets the same names from emu/cublas_emu.h (msam_cublas.h picks). */
+ * the emulation build gets the same names from emu/cublas_emu.h (msam_cublas.h picks); the types
+ * and enums both use are in cublas_types.h. */
 #ifndef MSAM_CUBLAS_LOADER_H
 #define MSAM_CUBLAS_LOADER_H
 
@@ -12,28 +13,7 @@
 
 #include <cuda_runtime.h>
 
-typedef struct cublasContext *cublasHandle_t;
-
-typedef enum {
-    CUBLAS_STATUS_SUCCESS = 0,
-    CUBLAS_STATUS_NOT_INITIALIZED = 1,
-    CUBLAS_STATUS_ALLOC_FAILED = 3,
-    CUBLAS_STATUS_INVALID_VALUE = 7,
-    CUBLAS_STATUS_ARCH_MISMATCH = 8,
-    CUBLAS_STATUS_MAPPING_ERROR = 11,
-    CUBLAS_STATUS_EXECUTION_FAILED = 13,
-    CUBLAS_STATUS_INTERNAL_ERROR = 14,
-    CUBLAS_STATUS_NOT_SUPPORTED = 15,
-    CUBLAS_STATUS_LICENSE_ERROR = 16,
-} cublasStatus_t;
-
-typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
-
-typedef enum {
-    CUBLAS_DEFAULT_MATH = 0,
-    CUBLAS_PEDANTIC_MATH = 2,
-    CUBLAS_TF32_TENSOR_OP_MATH = 3,
-} cublasMath_t;
+#include "../cublas_types.h"
 
 /* The library's entry points we call (exported as cublasCreate_v2, ..., cublasSgemm_v2,
  * cublasSgemmStridedBatched), the subset emu/cublas_emu.h emulates. */

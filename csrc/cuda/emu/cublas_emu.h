@@ -16,24 +16,7 @@
 #define cublasSgemm msam_emu_cublasSgemm
 #define cublasSgemmStridedBatched msam_emu_cublasSgemmStridedBatched
 
-typedef struct cublasContext *cublasHandle_t;
-
-typedef enum {
-    CUBLAS_STATUS_SUCCESS = 0,
-    CUBLAS_STATUS_NOT_INITIALIZED = 1,
-    CUBLAS_STATUS_ALLOC_FAILED = 3,
-    CUBLAS_STATUS_INVALID_VALUE = 7,
-    CUBLAS_STATUS_EXECUTION_FAILED = 13,
-    CUBLAS_STATUS_NOT_SUPPORTED = 15,
-} cublasStatus_t;
-
-typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
-
-typedef enum {
-    CUBLAS_DEFAULT_MATH = 0,
-    CUBLAS_PEDANTIC_MATH = 2,
-    CUBLAS_TF32_TENSOR_OP_MATH = 3,
-} cublasMath_t;
+#include "../cublas_types.h"
 
 extern "C" {
 cublasStatus_t cublasCreate(cublasHandle_t *handle);
