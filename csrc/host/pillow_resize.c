@@ -110,27 +110,29 @@ static int pil_axis_build(pil_axis *a, int in_size, int out_size)
     return 0;
 }
 
-/* One output row of the horizontal pass from a strided source row into packed RGB.
- * c0/c2: byte offsets of red and blue inside a source pixel (swapped for BGR). */
+/* One output pixel of either pass: n taps k over source pixels step bytes apart from p into
+ * packed RGB. c0/c2: byte offsets of red and blue inside a source pixel (swapped for BGR). */
+static inline __attribute__((always_inline)) void
+pil_pixel(const uint8_t *p, ptrdiff_t step, int c0, int c2, const int32_t *k, int n, uint8_t *out)
+{
+    int32_t s0 = PIL_HALF, s1 = PIL_HALF, s2 = PIL_HALF;
+    for (int j = 0; j < n; j++, p += step) {
+        s0 += p[c0] * k[j];
+        s1 += p[1] * k[j];
+        s2 += p[c2] * k[j];
+    }
+    out[0] = pil_clip8(s0);
+    out[1] = pil_clip8(s1);
+    out[2] = pil_clip8(s2);
+}
+
+/* One output row of the horizontal pass from a strided source row into packed RGB. */
 static inline __attribute__((always_inline)) void
 pil_hrow(const uint8_t *line, ptrdiff_t ps, int c0, int c2, const pil_axis *ax, int nw,
          uint8_t *out)
 {
-    const int ksize = ax->ksize;
-    for (int x = 0; x < nw; x++) {
-        const int32_t *k = ax->k + (size_t)x * ksize;
-        const uint8_t *p = line + ax->lo[x] * ps;
-        int n = ax->n[x];
-        int32_t s0 = PIL_HALF, s1 = PIL_HALF, s2 = PIL_HALF;
-        for (int j = 0; j < n; j++, p += ps) {
-            s0 += p[c0] * k[j];
-            s1 += p[1] * k[j];
-            s2 += p[c2] * k[j];
-        }
-        out[3 * x + 0] = pil_clip8(s0);
-        out[3 * x + 1] = pil_clip8(s1);
-        out[3 * x + 2] = pil_clip8(s2);
-    }
+    for (int x = 0; x < nw; x++)
+        pil_pixel(line + ax->lo[x] * ps, ps, c0, c2, ax->k + (size_t)x * ax->ksize, ax->n[x], out + 3 * x);
 }
 
 /* One output row of the vertical pass over packed rows (rs bytes apart): int32 accumulators
@@ -272,18 +274,8 @@ static void pil_vpass(const uint8_t *src, ptrdiff_t rs, ptrdiff_t ps, int bgr, c
         if (packed_rgb) {
             vrow(first, rs, k, n, row_bytes, out);
         } else {
-            for (int x = 0; x < nw; x++) {
-                const uint8_t *p = first + x * ps;
-                int32_t s0 = PIL_HALF, s1 = PIL_HALF, s2 = PIL_HALF;
-                for (int j = 0; j < n; j++, p += rs) {
-                    s0 += p[c0] * k[j];
-                    s1 += p[1] * k[j];
-                    s2 += p[c2] * k[j];
-                }
-                out[3 * x + 0] = pil_clip8(s0);
-                out[3 * x + 1] = pil_clip8(s1);
-                out[3 * x + 2] = pil_clip8(s2);
-            }
+            for (int x = 0; x < nw; x++)
+                pil_pixel(first + x * ps, rs, c0, c2, k, n, out + 3 * x);
         }
     }
 }
