@@ -3,6 +3,7 @@
  * __dlpack_device__) and copies to the host only on request (__array__, numpy(), cpu()). */
 #include "binding.h"
 #include "dlpack_abi.h"
+#include "dlpack_in.h" /* msam_py_device_pair */
 #include "py_model.h"
 
 #include <string.h>
@@ -228,30 +229,6 @@ static void capsule_free_legacy(PyObject *cap) {
     }
 }
 
-static int parse_device(PyObject *obj, int *type, int *id) {
-    /* a tuple of our own: an item's __index__ (user code) may change the caller's list meanwhile */
-    PyObject *seq = PySequence_Check(obj) ? PySequence_Tuple(obj) : NULL;
-    if (!seq || PyTuple_GET_SIZE(seq) != 2) {
-        Py_XDECREF(seq);
-        PyErr_Clear();
-        PyErr_SetString(msam_py_InputError, "dl_device must be a (device_type, device_id) pair of ints");
-        return -1;
-    }
-    long v[2];
-    for (int i = 0; i < 2; i++) {
-        v[i] = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
-        if (v[i] == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            PyErr_Clear();
-            PyErr_SetString(msam_py_InputError, "dl_device must be a (device_type, device_id) pair of ints");
-            return -1;
-        }
-    }
-    Py_DECREF(seq);
-    *type = (int)v[0], *id = (int)v[1];
-    return 0;
-}
-
 /* DLPack's stream on CUDA: -1 asks for no ordering; None and 1 mean the legacy default stream,
  * which already runs after our (blocking) streams' work; 2 (per-thread default) or a stream handle
  * is made to wait for it with an event, never a host wait. 0 is ambiguous, so refused. */
@@ -285,7 +262,7 @@ static PyObject *Array_dlpack(PyObject *self, PyObject *args, PyObject *kwargs) 
         return NULL;
     ArrayObject *a = (ArrayObject *)self;
     int want_type = a->dev_type, want_id = a->dev_id;
-    if (dl_device != Py_None && parse_device(dl_device, &want_type, &want_id) < 0) return NULL;
+    if (dl_device != Py_None && msam_py_device_pair(dl_device, "dl_device", &want_type, &want_id) < 0) return NULL;
     if (copy != Py_None && copy != Py_True && copy != Py_False)
         return PyErr_Format(msam_py_InputError, "copy must be True, False or None");
     const int to_host = want_type == MSAM_DL_CPU && a->dev_type != MSAM_DL_CPU;

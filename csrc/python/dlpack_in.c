@@ -52,16 +52,9 @@ void msam_py_dlpack_release(msam_py_dl_import *in) {
     memset(in, 0, sizeof *in);
 }
 
-int msam_py_dlpack_device(PyObject *obj, const char *name, int *type, int *id) {
-    PyObject *meth = PyObject_GetAttrString(obj, "__dlpack_device__");
-    if (!meth) {
-        PyErr_Clear();
-        return 0;
-    }
-    PyObject *r = PyObject_CallNoArgs(meth);
-    Py_DECREF(meth);
-    PyObject *seq = r && PySequence_Check(r) ? PySequence_Tuple(r) : NULL;
-    Py_XDECREF(r);
+int msam_py_device_pair(PyObject *obj, const char *what, int *type, int *id) {
+    /* a tuple of our own: an item's __index__ (user code) may change the caller's list meanwhile */
+    PyObject *seq = obj && PySequence_Check(obj) ? PySequence_Tuple(obj) : NULL;
     long v[2] = {-1, -1};
     int ok = seq && PyTuple_GET_SIZE(seq) == 2;
     for (int i = 0; ok && i < 2; i++) {
@@ -71,10 +64,24 @@ int msam_py_dlpack_device(PyObject *obj, const char *name, int *type, int *id) {
     Py_XDECREF(seq);
     if (!ok) {
         PyErr_Clear();
-        PyErr_Format(msam_py_InputError, "%s.__dlpack_device__() must return a (device_type, device_id) pair of ints",
-                     name);
+        PyErr_Format(msam_py_InputError, "%s must be a (device_type, device_id) pair of ints", what);
         return -1;
     }
     *type = (int)v[0], *id = (int)v[1];
-    return 1;
+    return 0;
+}
+
+int msam_py_dlpack_device(PyObject *obj, const char *name, int *type, int *id) {
+    PyObject *meth = PyObject_GetAttrString(obj, "__dlpack_device__");
+    if (!meth) {
+        PyErr_Clear();
+        return 0;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "what %s.__dlpack_device__() returns", name);
+    PyObject *r = PyObject_CallNoArgs(meth);
+    Py_DECREF(meth);
+    const int st = msam_py_device_pair(r, what, type, id); /* a failed call is reported the same way */
+    Py_XDECREF(r);
+    return st < 0 ? -1 : 1;
 }

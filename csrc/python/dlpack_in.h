@@ -16,6 +16,9 @@ typedef struct {
 /* Take obj's DLPack tensor, with stream the consumer stream (1: the legacy default stream). 0,
  * or -1 with an exception set and nothing held. */
 int msam_py_dlpack_import(PyObject *obj, long stream, msam_py_dl_import *out);
+/* obj, a (device_type, device_id) pair of ints, as (type, id): 0, or -1 with an InputError saying
+ * "<what> must be a (device_type, device_id) pair of ints" (also for obj NULL). */
+int msam_py_device_pair(PyObject *obj, const char *what, int *type, int *id);
 /* obj.__dlpack_device__() as (type, id): 1, or 0 when obj has no such method, or -1 with an
  * InputError naming name when it misbehaves. */
 int msam_py_dlpack_device(PyObject *obj, const char *name, int *type, int *id);
