@@ -8,7 +8,6 @@ GPU-resident predict's transfer counts and its device arrays.
 What the emulation cannot show (speed, the real memory model, real cuBLAS) needs a GPU run."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ BACKEND = sorted((ROOT / "csrc" / "cuda" / "backend").glob("*.cu"))
 SEEDS = (0, 1, 2, 3)
 
 
-from cuda_toolkit import NVCC  # noqa: E402
+from cuda_toolkit import NVCC, build_extension  # noqa: E402
 
 # Runs in the subprocess, against the emulation build; writes every result to OUT (npz + json).
 CHECKS = textwrap.dedent(r'''
@@ -194,15 +193,7 @@ CHECKS = textwrap.dedent(r'''
 def emulation_build(tmp_path_factory):
     """The extension built with MOBILE_SAM_C_CUDA_EMULATION=1: (temp dir, its object files)."""
     tmp = tmp_path_factory.mktemp("cuda_emu")
-    env = dict(os.environ, MOBILE_SAM_C_CUDA_EMULATION="1")
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp / "lib"),
-                            "--build-temp", str(tmp / "build")], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    built = list((tmp / "lib" / "mobile_sam_c").glob("_C*"))
-    assert len(built) == 1, built
-    pkg = tmp / "pkg" / "mobile_sam_c"
-    shutil.copytree(ROOT / "mobile_sam_c", pkg, ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "__pycache__"))
-    shutil.copy(built[0], pkg)
+    build_extension(tmp, dict(os.environ, MOBILE_SAM_C_CUDA_EMULATION="1"))
     return tmp
 
 

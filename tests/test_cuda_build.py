@@ -20,7 +20,7 @@ import pytest
 
 import elf_dynamic
 from conftest import cuda_available
-from cuda_toolkit import NVCC
+from cuda_toolkit import NVCC, build_extension
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (CI has it): the CUDA build was not made")
@@ -53,15 +53,8 @@ def cuda_build(tmp_path_factory):
     env = dict(os.environ, MOBILE_SAM_C_CUDA="1")
     env.pop("MOBILE_SAM_C_CUDA_EMULATION", None)
     jobs = os.environ.get("MSAM_TEST_BUILD_JOBS", "1")  # parallel compiles (nvcc too); 1 on a shared machine
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "-j", jobs, "--build-lib", str(tmp / "lib"),
-                            "--build-temp", str(tmp / "build")], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    built = list((tmp / "lib" / "mobile_sam_c").glob("_C*"))
-    assert len(built) == 1, built
-    pkg = tmp / "pkg" / "mobile_sam_c"
-    shutil.copytree(ROOT / "mobile_sam_c", pkg, ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "__pycache__"))
-    shutil.copy(built[0], pkg)
-    return tmp, built[0], build.stderr
+    so, log = build_extension(tmp, env, jobs)
+    return tmp, so, log
 
 
 def test_the_build_says_it_built_cuda_and_links_no_cuda_library(cuda_build):
