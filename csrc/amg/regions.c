@@ -34,12 +34,11 @@ msam_status msam_remove_small_regions(uint8_t *mask, int h, int w, double area_t
     /* label[p] = provisional label + 1 of a working pixel (0: not in the working set) */
     int32_t *label = malloc(np * sizeof *label);
     int32_t *parent = malloc((np / 2 + 2) * sizeof *parent);
-    if (!label || !parent) {
-        free(label);
-        free(parent);
-        if (err) snprintf(err->msg, sizeof err->msg, "remove_small_regions: out of memory");
-        return MSAM_ERR_NOMEM;
-    }
+    int64_t *size = NULL;
+    int32_t *final_id = NULL;
+    uint8_t *flip = NULL;
+    msam_status st = MSAM_ERR_NOMEM; /* until every buffer is had */
+    if (!label || !parent) goto done;
     const uint8_t want = islands ? 1 : 0; /* holes: the components of the background */
     int32_t next = 0;
     for (int y = 0; y < h; y++) {
@@ -66,16 +65,9 @@ msam_status msam_remove_small_regions(uint8_t *mask, int h, int w, double area_t
         }
     }
     /* Final numbering in raster order of each component's first pixel = order of its root. */
-    int64_t *size = calloc((size_t)next + 1, sizeof *size);
-    int32_t *final_id = malloc(((size_t)next + 1) * sizeof *final_id);
-    if (!size || !final_id) {
-        free(label);
-        free(parent);
-        free(size);
-        free(final_id);
-        if (err) snprintf(err->msg, sizeof err->msg, "remove_small_regions: out of memory");
-        return MSAM_ERR_NOMEM;
-    }
+    size = calloc((size_t)next + 1, sizeof *size);
+    final_id = malloc(((size_t)next + 1) * sizeof *final_id);
+    if (!size || !final_id) goto done;
     int32_t n_comp = 0;
     for (int32_t i = 0; i < next; i++) {
         const int32_t r = find_root(parent, i);
@@ -86,16 +78,8 @@ msam_status msam_remove_small_regions(uint8_t *mask, int h, int w, double area_t
     int any_small = 0;
     for (int32_t c = 0; c < n_comp; c++) any_small |= (double)size[c] < area_thresh;
     if (any_small) {
+        if (!(flip = malloc((size_t)n_comp))) goto done;
         *changed = 1;
-        uint8_t *flip = malloc((size_t)n_comp);
-        if (!flip) {
-            free(label);
-            free(parent);
-            free(size);
-            free(final_id);
-            if (err) snprintf(err->msg, sizeof err->msg, "remove_small_regions: out of memory");
-            return MSAM_ERR_NOMEM;
-        }
         int32_t largest = 0, n_big = 0;
         for (int32_t c = 0; c < n_comp; c++) {
             if (size[c] > size[largest]) largest = c;
@@ -108,11 +92,14 @@ msam_status msam_remove_small_regions(uint8_t *mask, int h, int w, double area_t
         }
         for (size_t p = 0; p < np; p++)
             if (label[p] && flip[final_id[label[p] - 1]]) mask[p] = islands ? 0 : 1;
-        free(flip);
     }
+    st = MSAM_OK;
+done:
+    if (st && err) snprintf(err->msg, sizeof err->msg, "remove_small_regions: out of memory");
     free(label);
     free(parent);
     free(size);
     free(final_id);
-    return MSAM_OK;
+    free(flip);
+    return st;
 }
